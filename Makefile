@@ -1,0 +1,37 @@
+# polytask: make install | demo | test | bench
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: install demo test bench bench-speed bench-synthetic bench-census clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q "torch==2.13.0"
+	$(BIN)/python -m pip install -q -e ".[test,bench]"
+	touch $(STAMP)
+
+demo: install
+	$(BIN)/polytask demo
+
+test: install
+	$(BIN)/python -m pytest -q
+
+bench: install bench-speed bench-synthetic bench-census
+
+bench-speed: install
+	bash benchmarks/speed/install_peers.sh $(BIN)/python
+	$(BIN)/python benchmarks/speed/run.py
+
+bench-synthetic: install
+	$(BIN)/python benchmarks/synthetic_mmoe.py
+
+bench-census: install
+	$(BIN)/python benchmarks/census.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info src/*.egg-info

@@ -1,0 +1,219 @@
+"""Train from a config (file, dict or keywords) in one call: :func:`fit`.
+
+Every check that can fail on bad input (config keys, files, columns, label values, model and
+weighting parameters, the monitor) runs before the first training step and before anything is
+written. A run directory is written under ``<out>.partial`` and renamed to ``<out>`` when the run
+completes, so ``<out>`` is either a complete run or absent.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import torch
+
+from polytask.config import Config, config_from_dict, load_config
+from polytask.data.io import to_arrow
+from polytask.data.preprocessor import Preprocessor
+from polytask.data.sources import load_splits
+from polytask.errors import ConfigError
+from polytask.models import create_model
+from polytask.run import DATA, LOG, METRICS, Run
+from polytask.train.trainer import Trainer
+from polytask.weighting import create_weighting
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _as_config(config: Config | dict | str | os.PathLike | None, overrides: list[str] | None, sections: dict[str, Any]) -> Config:
+    if isinstance(config, Config):
+        raw = config.to_dict()
+    elif isinstance(config, (str, os.PathLike)):
+        raw = load_config(config).to_dict()
+    else:
+        raw = dict(config or {})
+    for key, value in sections.items():
+        if value is None:
+            continue
+        if key in ("model", "weighting", "optimizer", "scheduler") and isinstance(value, str):
+            value = {"name": value}
+        if key == "train" and isinstance(raw.get("train"), dict):
+            value = {**raw["train"], **value}
+        raw[key] = value
+    return config_from_dict(raw, overrides)
+
+
+def fit(
+    config: Config | dict | str | os.PathLike | None = None,
+    *,
+    train: Any = None,
+    validation: Any = None,
+    test: Any = None,
+    dataset: str | None = None,
+    dataset_params: dict[str, Any] | None = None,
+    features: dict[str, Any] | None = None,
+    tasks: list[dict[str, Any]] | None = None,
+    model: str | dict[str, Any] | None = None,
+    weighting: str | dict[str, Any] | None = None,
+    optimizer: str | dict[str, Any] | None = None,
+    scheduler: str | dict[str, Any] | None = None,
+    overrides: list[str] | None = None,
+    data_dir: str | os.PathLike | None = None,
+    out: str | os.PathLike | None = None,
+    overwrite: bool = False,
+    **train_options: Any,
+) -> Run:
+    """Train a multi-task model and return the :class:`~polytask.run.Run`.
+
+    Either pass a config (YAML path, dict or :class:`~polytask.config.Config`), or build one from
+    keywords: ``train``/``validation``/``test`` (paths, pyarrow tables, pandas DataFrames) or
+    ``dataset`` (a registered name), ``features``, ``tasks``, ``model``, ``weighting``,
+    ``optimizer``, ``scheduler``; remaining keywords go to the ``train`` section
+    (``epochs=10, batch_size=512, monitor="income.auc"``).
+
+    Example::
+
+        run = polytask.fit(train="clicks.parquet", tasks=[{"name": "click"}, {"name": "buy", "where": "click == 1"}],
+                           model={"name": "mmoe", "num_experts": 4}, epochs=5)
+        run.predict("new.parquet")  # {"click": array, "buy": array}
+    """
+    tables: dict[str, pa.Table] = {}
+    data: dict[str, Any] | None = None
+    if train is not None or dataset is not None:
+        data = {}
+        if dataset is not None:
+            data.update(dataset=dataset, params=dataset_params or {})
+        for split, value in (("train", train), ("validation", validation), ("test", test)):
+            if value is None:
+                continue
+            if isinstance(value, (str, os.PathLike)):
+                data[split] = str(value)
+            else:
+                tables[split] = to_arrow(value, split)
+                data[split] = f"<in-memory {split} table>"
+        if features is not None:
+            data["features"] = features
+        if tasks is not None:
+            data["tasks"] = tasks
+    elif features is not None or tasks is not None:
+        raise ConfigError("features/tasks given without data: pass train=... or dataset=...")
+    if data is not None and isinstance(config, dict) and "data" in config:
+        data = {**config["data"], **data}
+    cfg = _as_config(
+        config,
+        overrides,
+        {
+            "data": data,
+            "model": model,
+            "weighting": weighting,
+            "optimizer": optimizer,
+            "scheduler": scheduler,
+            "train": train_options or None,
+        },
+    )
+    return train_run(cfg, data_dir=data_dir, out=out, overwrite=overwrite, tables=tables)
+
+
+def train_run(
+    cfg: Config,
+    *,
+    data_dir: str | os.PathLike | None = None,
+    out: str | os.PathLike | None = None,
+    overwrite: bool = False,
+    tables: dict[str, pa.Table] | None = None,
+) -> Run:
+    """The whole job: data -> encoders -> model -> training -> final metrics (-> run directory)."""
+    out_dir = Path(out) if out is not None else None
+    if out_dir is not None and out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
+        raise ConfigError(f"--out {out_dir}: directory exists and is not empty (use --overwrite to replace it)")
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+
+    # 1. data and every check on it, before anything is trained or written
+    splits = load_splits(cfg.data, data_dir, tables=tables)
+    pre = Preprocessor(splits.features, splits.tasks)
+    for name, table in (("validation", splits.validation), ("test", splits.test)):
+        if table is not None:
+            pre.check_columns(table, splits.sources.get(name, name))
+    src = splits.sources
+    pre.fit(splits.train, src.get("train", "train"))
+    train_t = pre.transform(splits.train, src.get("train", "train"))
+    val_t = pre.transform(splits.validation, src.get("validation", "validation")) if splits.validation is not None else None
+    test_t = pre.transform(splits.test, src.get("test", "test")) if splits.test is not None else None
+
+    # 2. model, weighting, trainer (parameter checks raise ConfigError naming the key)
+    seed_everything(cfg.train.seed)
+    model = create_model(cfg.model.name, pre.input_spec(), pre.tasks, cfg.model.params())
+    weighting = create_weighting(cfg.weighting.name, pre.tasks, cfg.weighting.params())
+    run = Run(cfg, pre, model)
+    work_dir = out_dir.with_name(out_dir.name + ".partial") if out_dir is not None else None
+    opt = cfg.optimizer.params()
+    trainer = Trainer(
+        model,
+        pre.tasks,
+        weighting=weighting,
+        optimizer=cfg.optimizer.name,
+        lr=cfg.optimizer.lr,
+        weight_decay=cfg.optimizer.weight_decay,
+        optimizer_params=opt,
+        scheduler=cfg.scheduler.name,
+        scheduler_params=cfg.scheduler.params(),
+        epochs=cfg.train.epochs,
+        batch_size=cfg.train.batch_size,
+        eval_batch_size=cfg.train.eval_batch_size,
+        patience=cfg.train.patience,
+        monitor=cfg.train.monitor,
+        min_delta=cfg.train.min_delta,
+        seed=cfg.train.seed,
+        device=cfg.train.device,
+        grad_clip=cfg.train.grad_clip,
+        log_path=(work_dir / LOG) if work_dir is not None else None,
+        on_improve=(lambda tr: run.save_checkpoint(work_dir, tr.best_epoch)) if work_dir is not None else None,
+        progress=cfg.train.progress,
+    )
+
+    # 3. train (model selection on validation only), then read the test split once
+    if work_dir is not None:
+        if work_dir.exists():
+            shutil.rmtree(work_dir)
+        run.save_static(work_dir)
+        (work_dir / DATA).write_text(json.dumps({"sources": splits.sources, "notes": splits.notes,
+                                                 "rows": {"train": len(train_t),
+                                                          "validation": len(val_t) if val_t else 0,
+                                                          "test": len(test_t) if test_t else 0}}, indent=1))
+    history = trainer.fit(train_t, val_t)
+    metrics: dict[str, Any] = {"best_epoch": trainer.best_epoch, "monitor": cfg.train.monitor}
+    if val_t is not None:
+        metrics["validation"] = trainer.evaluate(val_t)
+    if test_t is not None:
+        metrics["test"] = trainer.evaluate(test_t)
+    run.history, run.metrics = history, metrics
+
+    if work_dir is not None and out_dir is not None:
+        run.save_checkpoint(work_dir, trainer.best_epoch)
+        (work_dir / METRICS).write_text(json.dumps(metrics, indent=1, default=_nan_to_none))
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        work_dir.rename(out_dir)
+        run.directory = out_dir
+    return run
+
+
+def _nan_to_none(value: Any) -> Any:
+    return None if isinstance(value, float) and value != value else str(value)
+
+
+def load_run(directory: str | os.PathLike, *, device: str = "cpu") -> Run:
+    """Load a run directory for prediction or evaluation."""
+    return Run.load(directory, device=device)

@@ -1,0 +1,201 @@
+"""Run configuration: YAML validated by pydantic, with ``--set key=value`` overrides.
+
+Sections: ``data`` (a built-in dataset or files, features, tasks), ``model``, ``weighting``,
+``optimizer``, ``scheduler``, ``train``. Model, weighting, optimiser and scheduler sections take
+``name`` plus that component's own keyword parameters at the same level
+(``model: {name: mmoe, num_experts: 8}``); those are checked against the component's signature.
+Any unknown key or wrong type is a :class:`~polytask.errors.ConfigError` naming the key.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import pydantic
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+from polytask.errors import ConfigError
+from polytask.params import format_validation_error
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class _Named(BaseModel):
+    """``name`` plus free keyword parameters, validated later against the named component."""
+
+    model_config = ConfigDict(extra="allow")
+    name: str
+
+    def params(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class FeatureOptions(_Strict):
+    """Per-feature options (see :class:`polytask.data.schema.FeatureSpec`)."""
+
+    name: str
+    scale: Literal["standard", "minmax", "none"] = "standard"
+    log1p: bool = False
+    nan: Literal["impute", "error"] = "impute"
+    min_count: int = Field(1, ge=1)
+    max_len: int = Field(50, ge=1)
+    separator: str = "|"
+    shape: list[int] | None = None
+
+
+class FeaturesConfig(_Strict):
+    """Columns by type; entries are names or option dicts. Left empty, types are inferred from the
+    training file (strings -> categorical, numbers -> numeric, lists -> sequence), skipping label,
+    weight and ``exclude`` columns."""
+
+    numeric: list[str | FeatureOptions] = []
+    categorical: list[str | FeatureOptions] = []
+    sequence: list[str | FeatureOptions] = []
+    dense: list[str | FeatureOptions] = []
+    exclude: list[str] = []
+
+    def is_empty(self) -> bool:
+        return not (self.numeric or self.categorical or self.sequence or self.dense)
+
+
+class TaskConfig(_Strict):
+    name: str
+    kind: Literal["binary", "regression", "multiclass"] = "binary"
+    label: str | None = None
+    num_classes: int | None = Field(None, ge=2)
+    where: str | None = None
+    weight: float = Field(1.0, ge=0)
+    weight_column: str | None = None
+    positive: str | int | float | bool | None = None
+
+
+class SplitConfig(_Strict):
+    """How to carve validation/test rows out of ``train`` when those files are not given."""
+
+    validation: float = Field(0.1, ge=0, lt=1)
+    test: float = Field(0.1, ge=0, lt=1)
+    seed: int = 0
+
+
+class DataConfig(_Strict):
+    dataset: str | None = None
+    params: dict[str, Any] = {}
+    train: str | None = None
+    validation: str | None = None
+    test: str | None = None
+    split: SplitConfig = SplitConfig()
+    features: FeaturesConfig | None = None
+    tasks: list[TaskConfig] | None = None
+
+    @pydantic.model_validator(mode="after")
+    def _source(self) -> DataConfig:
+        if self.dataset is None and self.train is None:
+            raise ValueError("give either data.dataset (a built-in dataset) or data.train (a CSV/Parquet file)")
+        if self.dataset is not None and self.train is not None:
+            raise ValueError("give data.dataset or data.train, not both")
+        if self.dataset is None and not self.tasks:
+            raise ValueError("data.tasks is required when training from files")
+        return self
+
+
+class ModelConfig(_Named):
+    name: str = "mmoe"
+
+
+class WeightingConfig(_Named):
+    name: str = "equal"
+
+
+class OptimizerConfig(_Named):
+    name: Literal["adam", "adamw", "sgd", "adagrad", "rmsprop"] = "adam"
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+
+
+class SchedulerConfig(_Named):
+    name: Literal["none", "step", "cosine", "exponential", "plateau"] = "none"
+
+
+class TrainConfig(_Strict):
+    epochs: int = Field(20, ge=1)
+    batch_size: int = Field(1024, ge=1)
+    eval_batch_size: int = Field(8192, ge=1)
+    patience: int | None = Field(5, ge=1)
+    monitor: str = "loss"
+    min_delta: float = Field(0.0, ge=0)
+    seed: int = 0
+    device: str = "auto"
+    threads: int | None = Field(None, ge=1)
+    progress: bool = True
+    grad_clip: float | None = Field(None, gt=0)
+
+
+class Config(_Strict):
+    """A whole run. ``monitor`` is ``loss`` (sum of validation task losses) or ``<task>.<metric>``."""
+
+    name: str | None = None
+    data: DataConfig
+    model: ModelConfig = ModelConfig()
+    weighting: WeightingConfig = WeightingConfig()
+    optimizer: OptimizerConfig = OptimizerConfig()
+    scheduler: SchedulerConfig = SchedulerConfig()
+    train: TrainConfig = TrainConfig()
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", exclude_none=True)
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``a.b.c=value`` overrides (values parsed as YAML: ``1e-3``, ``[16, 8]``, ``true``)."""
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r}: expected key=value")
+        key, value = item.split("=", 1)
+        parts = key.strip().split(".")
+        node = raw
+        for i, part in enumerate(parts[:-1]):
+            nxt = node.get(part)
+            if nxt is None:
+                nxt = node[part] = {}
+            if not isinstance(nxt, dict):
+                raise ConfigError(f"--set {key}: {'.'.join(parts[: i + 1])} is not a section")
+            node = nxt
+        node[parts[-1]] = _parse_value(value)
+    return raw
+
+
+def config_from_dict(raw: dict[str, Any], overrides: list[str] | None = None) -> Config:
+    raw = apply_overrides(dict(raw), list(overrides or []))
+    try:
+        return Config.model_validate(raw)
+    except pydantic.ValidationError as exc:
+        raise ConfigError(format_validation_error(exc)) from None
+
+
+def load_config(path: str | os.PathLike, overrides: list[str] | None = None) -> Config:
+    """Read a YAML config file and apply overrides."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of sections")
+    try:
+        return config_from_dict(raw, overrides)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None

@@ -1,0 +1,1 @@
+"""Data path: schema, encoders, columnar tensor table, batch loader, file I/O, datasets."""

@@ -1,0 +1,238 @@
+"""Column encoders, fitted on the training split only and saved with the model.
+
+Each encoder turns one pyarrow column into a numpy array and serialises to plain JSON. Unseen
+categories map to the out-of-vocabulary id, numeric NaN is handled by an explicit policy, and a
+value a column cannot take stops with a message naming the file, column and row.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from polytask.data.schema import FeatureSpec
+from polytask.errors import DataError
+
+OOV = 0  # categorical: id of unknown / missing values
+PAD, SEQ_OOV = 0, 1  # sequence: padding id, unknown-item id
+
+
+def _is_string(t: pa.DataType) -> bool:
+    return pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_dictionary(t)
+
+
+def to_float(col: pa.ChunkedArray | pa.Array, *, source: str, column: str) -> np.ndarray:
+    """Column -> float64 numpy with NaN for nulls; non-numeric text is an error naming the row."""
+    if pa.types.is_boolean(col.type):
+        col = pc.cast(col, pa.int8())
+    if _is_string(col.type):
+        stripped = pc.utf8_trim_whitespace(pc.cast(col, pa.string()))
+        stripped = pc.if_else(pc.equal(stripped, ""), pa.scalar(None, pa.string()), stripped)
+        try:
+            col = pc.cast(stripped, pa.float64())
+        except pa.ArrowInvalid:
+            values = stripped.to_pylist()
+            for i, v in enumerate(values):
+                if v is None:
+                    continue
+                try:
+                    float(v)
+                except ValueError:
+                    raise DataError(
+                        f"{source}: column {column!r} must be numeric but row {i} holds {v!r}"
+                    ) from None
+            raise
+    elif not (pa.types.is_integer(col.type) or pa.types.is_floating(col.type) or pa.types.is_decimal(col.type)):
+        raise DataError(f"{source}: column {column!r} must be numeric, found type {col.type}")
+    return pc.cast(col, pa.float64()).to_numpy(zero_copy_only=False).astype(np.float64)
+
+
+def to_strings(col: pa.ChunkedArray | pa.Array) -> pa.ChunkedArray | pa.Array:
+    """Categorical values compared as strings, so 1, 1.0 and "1" from CSV vs Parquet agree."""
+    if pa.types.is_dictionary(col.type):
+        col = pc.cast(col, col.type.value_type)
+    if pa.types.is_floating(col.type):
+        # 3.0 -> "3" (CSV readers turn integer columns with nulls into floats)
+        as_int = pc.cast(col, pa.int64(), safe=False)
+        if pc.all(pc.or_kleene(pc.equal(pc.cast(as_int, col.type), col), pc.is_null(col))).as_py():
+            col = as_int
+    return pc.cast(col, pa.string())
+
+
+class NumericEncoder:
+    """Optional signed log1p, then standard / min-max scaling; NaN by policy (see FeatureSpec)."""
+
+    def __init__(self, spec: FeatureSpec) -> None:
+        self.spec = spec
+        self.center = 0.0
+        self.scale = 1.0
+        self.fill = 0.0
+        self.indicator = False
+
+    def _prepare(self, col, source: str) -> np.ndarray:
+        x = to_float(col, source=source, column=self.spec.name)
+        if self.spec.nan == "error" and np.isnan(x).any():
+            row = int(np.flatnonzero(np.isnan(x))[0])
+            raise DataError(f"{source}: column {self.spec.name!r} has a missing value at row {row} (nan: error)")
+        if self.spec.log1p:
+            x = np.sign(x) * np.log1p(np.abs(x))
+        return x
+
+    def fit(self, col, source: str) -> NumericEncoder:
+        x = self._prepare(col, source)
+        seen = x[~np.isnan(x)]
+        if seen.size == 0:
+            raise DataError(f"{source}: numeric column {self.spec.name!r} has no values")
+        if self.spec.scale == "standard":
+            self.center, self.scale = float(seen.mean()), float(seen.std()) or 1.0
+        elif self.spec.scale == "minmax":
+            self.center, self.scale = float(seen.min()), float(seen.max() - seen.min()) or 1.0
+        self.fill = float(seen.mean())
+        self.indicator = bool(np.isnan(x).any())
+        return self
+
+    @property
+    def width(self) -> int:
+        return 2 if self.indicator else 1
+
+    def transform(self, col, source: str) -> np.ndarray:
+        """float32 [N, width]: the scaled value, then the missing indicator if there is one."""
+        x = self._prepare(col, source)
+        missing = np.isnan(x)
+        x = (np.where(missing, self.fill, x) - self.center) / self.scale
+        if self.indicator:
+            return np.stack([x, missing.astype(np.float64)], axis=1).astype(np.float32)
+        return x.astype(np.float32)[:, None]
+
+    def state(self) -> dict[str, Any]:
+        return {"center": self.center, "scale": self.scale, "fill": self.fill, "indicator": self.indicator}
+
+    def load(self, state: dict[str, Any]) -> NumericEncoder:
+        self.__dict__.update(state)
+        return self
+
+
+class CategoricalEncoder:
+    """Vocabulary of the training values; id 0 is OOV (unseen, rare or missing), known values 1..K."""
+
+    def __init__(self, spec: FeatureSpec) -> None:
+        self.spec = spec
+        self.vocab: list[str] = []
+
+    def fit(self, col, source: str) -> CategoricalEncoder:
+        counts = pc.value_counts(to_strings(col))
+        values = counts.field("values").to_pylist()
+        freqs = counts.field("counts").to_pylist()
+        kept = [(v, c) for v, c in zip(values, freqs) if v is not None and c >= self.spec.min_count]
+        kept.sort(key=lambda vc: (-vc[1], vc[0]))  # most frequent first: stable ids, readable files
+        self.vocab = [v for v, _ in kept]
+        return self
+
+    @property
+    def cardinality(self) -> int:
+        return len(self.vocab) + 1
+
+    def codes(self, values) -> np.ndarray:
+        idx = pc.index_in(to_strings(values), value_set=pa.array(self.vocab, pa.string()))
+        return pc.fill_null(pc.add(idx, 1), OOV).to_numpy(zero_copy_only=False).astype(np.int64)
+
+    def transform(self, col, source: str) -> np.ndarray:
+        return self.codes(col)
+
+    def state(self) -> dict[str, Any]:
+        return {"vocab": self.vocab}
+
+    def load(self, state: dict[str, Any]) -> CategoricalEncoder:
+        self.vocab = list(state["vocab"])
+        return self
+
+
+class SequenceEncoder:
+    """Variable-length categorical lists -> [N, max_len] ids, left-aligned, 0-padded, last items kept."""
+
+    def __init__(self, spec: FeatureSpec) -> None:
+        self.spec = spec
+        self.vocab: list[str] = []
+
+    def _lists(self, col, source: str) -> pa.Array:
+        if isinstance(col, pa.ChunkedArray):
+            col = col.combine_chunks()
+        if _is_string(col.type):
+            col = pc.split_pattern(pc.cast(col, pa.string()), self.spec.separator)
+        if not (pa.types.is_list(col.type) or pa.types.is_large_list(col.type)):
+            raise DataError(f"{source}: sequence column {self.spec.name!r} must hold lists or separated strings, found {col.type}")
+        return pc.fill_null(col, pa.scalar([], col.type))
+
+    def fit(self, col, source: str) -> SequenceEncoder:
+        flat = pc.list_flatten(self._lists(col, source))
+        counts = pc.value_counts(to_strings(flat))
+        values, freqs = counts.field("values").to_pylist(), counts.field("counts").to_pylist()
+        kept = sorted(((v, c) for v, c in zip(values, freqs) if v not in (None, "") and c >= self.spec.min_count),
+                      key=lambda vc: (-vc[1], vc[0]))
+        self.vocab = [v for v, _ in kept]
+        return self
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.vocab) + 2
+
+    def transform(self, col, source: str) -> np.ndarray:
+        lists = self._lists(col, source)
+        offsets = lists.offsets.to_numpy().astype(np.int64)
+        flat = to_strings(pc.list_flatten(lists))
+        idx = pc.index_in(flat, value_set=pa.array(self.vocab, pa.string()))
+        codes = pc.fill_null(pc.add(idx, 2), SEQ_OOV).to_numpy(zero_copy_only=False).astype(np.int64)
+        n, width = len(lists), self.spec.max_len
+        starts, ends = offsets[:-1] - offsets[0], offsets[1:] - offsets[0]
+        lengths = np.minimum(ends - starts, width)
+        out = np.zeros((n, width), dtype=np.int64)
+        rows = np.repeat(np.arange(n), lengths)
+        first = ends - lengths  # keep the last `width` items of each row
+        pos = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+        out[rows, pos] = codes[np.repeat(first, lengths) + pos]
+        return out
+
+    def state(self) -> dict[str, Any]:
+        return {"vocab": self.vocab}
+
+    def load(self, state: dict[str, Any]) -> SequenceEncoder:
+        self.vocab = list(state["vocab"])
+        return self
+
+
+class DenseEncoder:
+    """A list column of floats reshaped to a fixed per-row shape (no scaling: images carry their own)."""
+
+    def __init__(self, spec: FeatureSpec) -> None:
+        self.spec = spec
+        self.shape: list[int] = list(spec.shape or [])
+
+    def fit(self, col, source: str) -> DenseEncoder:
+        if not self.shape:
+            first = col[0].as_py()
+            self.shape = list(np.asarray(first, dtype=np.float32).shape)
+        return self
+
+    def transform(self, col, source: str) -> np.ndarray:
+        if isinstance(col, pa.ChunkedArray):
+            col = col.combine_chunks()
+        size = int(np.prod(self.shape))
+        while pa.types.is_list(col.type) or pa.types.is_large_list(col.type) or pa.types.is_fixed_size_list(col.type):
+            col = pc.list_flatten(col)
+        flat = col.to_numpy(zero_copy_only=False).astype(np.float32)
+        if flat.size != size * (len(flat) // max(size, 1)) or flat.size % size:
+            raise DataError(f"{source}: dense column {self.spec.name!r} rows do not all have shape {self.shape}")
+        return flat.reshape(-1, *self.shape)
+
+    def state(self) -> dict[str, Any]:
+        return {"shape": self.shape}
+
+    def load(self, state: dict[str, Any]) -> DenseEncoder:
+        self.shape = list(state["shape"])
+        return self
+
+
+ENCODERS = {"numeric": NumericEncoder, "categorical": CategoricalEncoder, "sequence": SequenceEncoder, "dense": DenseEncoder}

@@ -1,0 +1,44 @@
+"""Batches as index slices of a :class:`TensorTable`, every row exactly once per epoch."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+
+from polytask.data.table import Batch, TensorTable
+
+
+class BatchLoader:
+    """Iterate over a table in batches.
+
+    With ``shuffle`` each epoch draws a fresh permutation from its own seeded generator (so runs
+    are reproducible and independent of other random draws) and gathers rows by index; without
+    it, batches are contiguous views. The last, smaller batch is kept unless ``drop_last``.
+    """
+
+    def __init__(
+        self, table: TensorTable, batch_size: int, *, shuffle: bool = False, drop_last: bool = False, seed: int = 0
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError("batch_size must be >= 1")
+        self.table = table
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.drop_last = drop_last
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __len__(self) -> int:
+        n, b = self.table.num_rows, self.batch_size
+        return n // b if self.drop_last else -(-n // b)
+
+    def __iter__(self) -> Iterator[Batch]:
+        n, b = self.table.num_rows, self.batch_size
+        stop = n - n % b if self.drop_last else n
+        if self.shuffle:
+            perm = torch.randperm(n, generator=self.generator)
+            for start in range(0, stop, b):
+                yield self.table.take(perm[start : start + b])
+        else:
+            for start in range(0, stop, b):
+                yield self.table.slice(start, min(start + b, n))

@@ -1,0 +1,67 @@
+"""Feature declarations (what a column is) and the input spec models are built from."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+FeatureType = Literal["numeric", "categorical", "sequence", "dense"]
+FEATURE_TYPES: tuple[str, ...] = ("numeric", "categorical", "sequence", "dense")
+
+
+@dataclass
+class FeatureSpec:
+    """One input column.
+
+    Args:
+        name: column name.
+        type: ``numeric`` (float), ``categorical`` (any value, mapped to an integer id),
+            ``sequence`` (variable-length list of categorical values, e.g. a behaviour history;
+            a list column, or a string split on ``separator``), ``dense`` (fixed-shape float
+            tensor per row, e.g. an image, from a list column).
+        scale: numeric scaling fitted on train: ``standard`` (z-score), ``minmax`` or ``none``.
+        log1p: numeric: apply ``sign(x) * log1p(|x|)`` before scaling (heavy-tailed amounts).
+        nan: numeric missing values: ``impute`` (train mean, plus a 0/1 missing-indicator input
+            when the training split has any) or ``error`` (reject the file).
+        min_count: categorical/sequence: values seen fewer times in train map to the OOV id.
+        max_len: sequence: keep the last ``max_len`` items (most recent, if time-ordered).
+        separator: sequence given as a string column.
+        shape: dense: the per-row shape (inferred from the first row if omitted).
+    """
+
+    name: str
+    type: FeatureType = "numeric"
+    scale: Literal["standard", "minmax", "none"] = "standard"
+    log1p: bool = False
+    nan: Literal["impute", "error"] = "impute"
+    min_count: int = 1
+    max_len: int = 50
+    separator: str = "|"
+    shape: list[int] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class InputSpec:
+    """What a model's input encoder needs to know about the encoded features.
+
+    Feature tensors are grouped by type so a batch is a handful of index slices:
+    ``numeric`` float [B, numeric_dim], ``categorical`` long [B, len(cardinalities)],
+    ``seq:<name>`` long [B, max_len] (0 = padding), ``dense:<name>`` float [B, *shape].
+    """
+
+    numeric_dim: int = 0
+    cardinalities: list[int] = field(default_factory=list)
+    sequences: dict[str, int] = field(default_factory=dict)  # name -> vocabulary size (incl. pad, OOV)
+    dense: dict[str, list[int]] = field(default_factory=dict)  # name -> shape
+    numeric_names: list[str] = field(default_factory=list)
+    categorical_names: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> InputSpec:
+        return cls(**d)

@@ -1,0 +1,16 @@
+"""Errors raised on bad input. Each names the file, column or key at fault, so a user can fix it
+without reading a traceback; the CLI prints only the message."""
+
+from __future__ import annotations
+
+
+class PolytaskError(Exception):
+    """Base class of the errors polytask raises on purpose."""
+
+
+class DataError(PolytaskError, ValueError):
+    """A data file or column is missing, empty or holds values its declared type cannot take."""
+
+
+class ConfigError(PolytaskError, ValueError):
+    """A configuration key is unknown, missing or of the wrong type."""

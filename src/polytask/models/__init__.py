@@ -1,0 +1,23 @@
+"""Registered architectures. Each maps encoded features to ``{task: raw output}``."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from polytask.data.schema import InputSpec
+from polytask.models import mmoe, shared_bottom, single_task  # noqa: F401 - registers the models
+from polytask.models.base import MultiTaskModel
+from polytask.params import validate_params
+from polytask.registry import MODELS
+from polytask.tasks import Task
+
+
+def create_model(name: str, input_spec: InputSpec, tasks: Sequence[Task], params: Mapping[str, Any] | None = None) -> MultiTaskModel:
+    """Build a registered model; hyperparameters are checked against its signature first."""
+    cls = MODELS.get(name)
+    checked = validate_params(cls, params or {}, where="model", skip=("input_spec", "tasks"))
+    return cls(input_spec, tasks, **checked)
+
+
+__all__ = ["MultiTaskModel", "create_model"]

@@ -1,0 +1,69 @@
+"""The contract every architecture fulfils.
+
+A model maps encoded features to ``{task: raw output}`` (logits, not probabilities). It says
+which parameters are shared across tasks (gradient-based weightings act on those), may expose a
+shared representation (for representation-gradient methods such as MGDA-UB), may add penalties
+that are part of the method (``regularization``), and may report diagnostics (gate weights).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from torch import Tensor, nn
+
+from polytask.data.schema import InputSpec
+from polytask.tasks import Task
+
+
+class MultiTaskModel(nn.Module):
+    """Base class of registered architectures.
+
+    Subclasses build their layers in ``__init__(input_spec, tasks, **hyperparameters)`` (every
+    hyperparameter a keyword with a default and a type hint: the signature is the config schema)
+    and implement :meth:`forward`. They list their shared parts in :meth:`shared_modules` and
+    pass their shared representation through :meth:`share`.
+    """
+
+    def __init__(self, input_spec: InputSpec, tasks: Sequence[Task]) -> None:
+        super().__init__()
+        if not tasks:
+            raise ValueError("a model needs at least one task")
+        self.input_spec = input_spec
+        self.tasks = list(tasks)
+        self.task_names = [t.name for t in tasks]
+        self.capture_representation = False
+        self.representation: Tensor | None = None
+
+    def forward(self, features: dict[str, Tensor]) -> dict[str, Tensor]:
+        raise NotImplementedError
+
+    # -- what weightings and diagnostics use --------------------------------------------------
+    def shared_modules(self) -> list[nn.Module]:
+        """Modules whose parameters every task's loss reaches (empty for independent networks)."""
+        return []
+
+    def shared_parameters(self) -> list[nn.Parameter]:
+        seen: set[int] = set()
+        params = []
+        for m in self.shared_modules():
+            for p in m.parameters():
+                if id(p) not in seen and p.requires_grad:
+                    seen.add(id(p))
+                    params.append(p)
+        return params
+
+    def share(self, representation: Tensor) -> Tensor:
+        """Mark the shared representation; kept only while a weighting asked for it."""
+        if self.capture_representation:
+            self.representation = representation
+        return representation
+
+    def regularization(self) -> dict[str, Tensor]:
+        """Penalties that belong to the method (e.g. soft sharing's parameter distance)."""
+        return {}
+
+    def diagnostics(self) -> dict[str, Any]:
+        """Cheap, JSON-able facts about the last forward pass (e.g. mean gate weights)."""
+        return {}

@@ -1,0 +1,44 @@
+"""Single-task baseline: one independent network per task (nothing shared).
+
+It is the reference every multi-task model is compared with (Delta-m). Each task has its own
+input embeddings and its own MLP; the networks are stacked and evaluated as one batched op.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from polytask.data.schema import InputSpec
+from polytask.models.base import MultiTaskModel
+from polytask.nn import ParallelMLP, TabularInput, TaskHeads
+from polytask.registry import MODELS
+from polytask.tasks import Task
+
+
+@MODELS.register("single_task")
+class SingleTask(MultiTaskModel):
+    """Independent per-task networks (input embeddings, hidden layers, tower): the STL baseline."""
+
+    def __init__(
+        self,
+        input_spec: InputSpec,
+        tasks: Sequence[Task],
+        *,
+        hidden: list[int] = [64],  # noqa: B006 - read-only default, documented in the signature
+        tower_hidden: list[int] = [],  # noqa: B006
+        embedding_dim: int = 4,
+        activation: str = "relu",
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__(input_spec, tasks)
+        self.inputs = nn.ModuleList(TabularInput(input_spec, embedding_dim) for _ in tasks)
+        in_dim = self.inputs[0].out_dim
+        self.body = ParallelMLP(len(tasks), in_dim, hidden, act=activation, dropout=dropout)
+        self.heads = TaskHeads(tasks, self.body.out_dim, tower_hidden, act=activation, dropout=dropout)
+
+    def forward(self, features: dict[str, Tensor]) -> dict[str, Tensor]:
+        x = torch.stack([inp(features) for inp in self.inputs])  # [T, B, in]
+        return self.heads(self.body(x))

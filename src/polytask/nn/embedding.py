@@ -1,0 +1,91 @@
+"""Input encoders: encoded feature tensors -> one dense vector per row.
+
+All categorical fields share one embedding table with per-field offsets, so a batch needs one
+gather instead of one per field; its backward accumulates with ``index_add_``, which on CPU is
+several times faster than the built-in embedding backward at these sizes
+(``shared/reference/performance.md``).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from polytask.data.schema import InputSpec
+
+
+class _GatherRows(torch.autograd.Function):
+    """``weight[index]`` with a dense ``index_add_`` gradient."""
+
+    @staticmethod
+    def forward(ctx, weight: Tensor, index: Tensor) -> Tensor:  # type: ignore[override]
+        ctx.save_for_backward(index)
+        ctx.num_rows = weight.shape[0]
+        return weight.index_select(0, index)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:  # type: ignore[override]
+        (index,) = ctx.saved_tensors
+        out = grad.new_zeros((ctx.num_rows, grad.shape[1]))
+        return out.index_add_(0, index, grad.contiguous()), None
+
+
+class FusedEmbedding(nn.Module):
+    """Embeddings of several categorical fields in one table: ``[B, F]`` ids -> ``[B, F * dim]``."""
+
+    def __init__(self, cardinalities: list[int], dim: int) -> None:
+        super().__init__()
+        self.num_fields, self.dim = len(cardinalities), dim
+        offsets = torch.zeros(len(cardinalities), dtype=torch.long)
+        if cardinalities:
+            offsets[1:] = torch.tensor(cardinalities[:-1]).cumsum(0)
+        self.register_buffer("offsets", offsets, persistent=False)
+        self.weight = nn.Parameter(torch.empty(int(sum(cardinalities)), dim))
+        nn.init.normal_(self.weight, std=0.1)
+        self.out_dim = self.num_fields * dim
+
+    def forward(self, ids: Tensor) -> Tensor:
+        index = (ids + self.offsets).reshape(-1)
+        return _GatherRows.apply(self.weight, index).view(ids.shape[0], self.out_dim)
+
+
+class TabularInput(nn.Module):
+    """Numeric values, categorical embeddings, mean-pooled sequence embeddings and flattened dense
+    features, concatenated into ``[B, out_dim]``.
+
+    Args:
+        spec: what the preprocessor produced (see :class:`~polytask.data.schema.InputSpec`).
+        embedding_dim: width of every categorical and sequence embedding.
+    """
+
+    def __init__(self, spec: InputSpec, embedding_dim: int = 4) -> None:
+        super().__init__()
+        self.spec = spec
+        self.categorical = FusedEmbedding(spec.cardinalities, embedding_dim) if spec.cardinalities else None
+        self.sequences = nn.ModuleDict(
+            {name: nn.Embedding(size, embedding_dim, padding_idx=0) for name, size in spec.sequences.items()}
+        )
+        dense = sum(int(torch.tensor(s).prod()) for s in spec.dense.values())
+        self.out_dim = (
+            spec.numeric_dim
+            + (self.categorical.out_dim if self.categorical is not None else 0)
+            + embedding_dim * len(spec.sequences)
+            + dense
+        )
+        if self.out_dim == 0:
+            raise ValueError("the model has no input features")
+
+    def forward(self, features: dict[str, Tensor]) -> Tensor:
+        parts: list[Tensor] = []
+        if self.spec.numeric_dim:
+            parts.append(features["numeric"])
+        if self.categorical is not None:
+            parts.append(self.categorical(features["categorical"]))
+        for name, emb in self.sequences.items():
+            ids = features[f"seq:{name}"]
+            present = (ids > 0).unsqueeze(-1).to(emb.weight.dtype)
+            parts.append((emb(ids) * present).sum(1) / present.sum(1).clamp_min(1.0))
+        for name in self.spec.dense:
+            x = features[f"dense:{name}"]
+            parts.append(x.reshape(x.shape[0], -1))
+        return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)

@@ -1,0 +1,92 @@
+"""Many small networks evaluated as one batched tensor op: experts of a mixture, towers of tasks.
+
+``n`` MLPs of identical shape are stored as stacked weights ``[n, in, out]`` and applied with one
+``baddbmm`` per layer, instead of a Python loop over ``n`` modules (the loop costs a kernel launch
+and an optimiser tensor per member; see ``shared/reference/performance.md``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from polytask.nn.mlp import activation
+
+
+class ParallelLinear(nn.Module):
+    """``n`` independent linear maps. Input ``[B, in]`` (the same for all members) or
+    ``[n, B, in]`` (one per member); output ``[n, B, out]``. Initialised like ``nn.Linear``."""
+
+    def __init__(self, n: int, in_dim: int, out_dim: int, *, bias: bool = True) -> None:
+        super().__init__()
+        self.n, self.in_dim, self.out_dim = n, in_dim, out_dim
+        self.weight = nn.Parameter(torch.empty(n, in_dim, out_dim))
+        self.bias = nn.Parameter(torch.empty(n, 1, out_dim)) if bias else None
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        bound = 1.0 / math.sqrt(self.in_dim) if self.in_dim else 0.0
+        nn.init.uniform_(self.weight, -bound, bound)
+        if self.bias is not None:
+            nn.init.uniform_(self.bias, -bound, bound)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.dim() == 2:
+            x = x.unsqueeze(0).expand(self.n, -1, -1)
+        if self.bias is None:
+            return torch.bmm(x, self.weight)
+        return torch.baddbmm(self.bias, x, self.weight)
+
+    def extra_repr(self) -> str:
+        return f"n={self.n}, in_dim={self.in_dim}, out_dim={self.out_dim}, bias={self.bias is not None}"
+
+
+class ParallelMLP(nn.Module):
+    """``n`` identical-shape MLPs run together: ``[B, in]`` or ``[n, B, in]`` -> ``[n, B, hidden[-1]]``."""
+
+    def __init__(self, n: int, in_dim: int, hidden: Sequence[int], *, act: str = "relu", dropout: float = 0.0) -> None:
+        super().__init__()
+        self.n = n
+        layers: list[nn.Module] = []
+        width = in_dim
+        for h in hidden:
+            layers += [ParallelLinear(n, width, h), activation(act)]
+            if dropout:
+                layers.append(nn.Dropout(dropout))
+            width = h
+        self.layers = nn.Sequential(*layers)
+        self.out_dim = width
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not len(self.layers) and x.dim() == 2:
+            return x.unsqueeze(0).expand(self.n, -1, -1)
+        return self.layers(x)
+
+
+class Gates(nn.Module):
+    """``num_gates`` softmax gates over ``num_experts``, computed as one linear map of the gate input.
+
+    As in MMoE (Ma et al., KDD 2018, Eq. 5): ``g^k(x) = softmax(W_gk x)``, linear on the raw input
+    with no bias by default. Returns ``[num_gates, B, num_experts]`` and keeps the last batch's
+    weights (detached) for diagnostics.
+    """
+
+    def __init__(self, in_dim: int, num_experts: int, num_gates: int, *, bias: bool = False) -> None:
+        super().__init__()
+        self.num_experts, self.num_gates = num_experts, num_gates
+        self.proj = nn.Linear(in_dim, num_gates * num_experts, bias=bias)
+        self.last: Tensor | None = None
+
+    def forward(self, x: Tensor) -> Tensor:
+        logits = self.proj(x).view(x.shape[0], self.num_gates, self.num_experts)
+        weights = torch.softmax(logits, dim=-1).transpose(0, 1)  # [G, B, E]
+        self.last = weights.detach()
+        return weights
+
+    @staticmethod
+    def mix(weights: Tensor, experts: Tensor) -> Tensor:
+        """Gate-weighted sum of expert outputs: ``[G, B, E]`` x ``[E, B, H]`` -> ``[G, B, H]``."""
+        return torch.einsum("gbe,ebh->gbh", weights, experts)

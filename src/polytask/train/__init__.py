@@ -1,0 +1,5 @@
+"""Training loop, optimisers and schedulers, early stopping."""
+
+from polytask.train.trainer import Trainer
+
+__all__ = ["Trainer"]

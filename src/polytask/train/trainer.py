@@ -1,0 +1,342 @@
+"""The training loop.
+
+It knows the model, the weighting and the tasks only through their contracts: ``model(features)``
+gives ``{task: output}``, each task scores its own output under its mask, ``model.regularization()``
+adds the method's penalties, and the weighting does the backward pass. Model selection uses the
+validation split only; the best weights are kept in memory (and on disk when a checkpoint path is
+given) and restored at the end.
+
+The hot path has no per-batch host synchronisation: running losses stay tensors and are read
+for the progress bar every few steps only; metrics are computed once per split, not per batch.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from polytask.data.loader import BatchLoader
+from polytask.data.table import TensorTable
+from polytask.errors import ConfigError
+from polytask.metrics import HIGHER_IS_BETTER, compute_metrics
+from polytask.tasks import Task
+from polytask.train.optim import create_optimizer, create_scheduler
+from polytask.weighting import Equal, StepContext, Weighting
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def parse_monitor(monitor: str, tasks: Sequence[Task]) -> tuple[str | None, str, bool]:
+    """``"loss"`` or ``"<task>.<metric>"`` -> (task or None, metric, higher_is_better)."""
+    if monitor == "loss":
+        return None, "loss", False
+    task_name, _, metric = monitor.rpartition(".")
+    by_name = {t.name: t for t in tasks}
+    if task_name not in by_name:
+        raise ConfigError(
+            f"train.monitor: {monitor!r} must be 'loss' or '<task>.<metric>' with a task among {', '.join(by_name)}"
+        )
+    if metric not in by_name[task_name].metrics and metric != "loss":
+        raise ConfigError(
+            f"train.monitor: task {task_name!r} has metrics {', '.join(by_name[task_name].metrics)}, not {metric!r}"
+        )
+    return task_name, metric, HIGHER_IS_BETTER[metric]
+
+
+@torch.inference_mode()
+def predict_raw(
+    model: nn.Module, table: TensorTable, task_names: Sequence[str], batch_size: int = 8192,
+    device: torch.device | str = "cpu",
+) -> dict[str, Tensor]:
+    """Raw outputs of ``model`` for every row of ``table`` (on the CPU), in row order."""
+    model.eval()
+    device = torch.device(device)
+    chunks: dict[str, list[Tensor]] = {name: [] for name in task_names}
+    for batch in BatchLoader(table, batch_size):
+        if device.type != "cpu":
+            batch = batch.to(device)
+        out = model(batch.features)
+        for name in chunks:
+            chunks[name].append(out[name].float().cpu())
+    return {name: torch.cat(parts) for name, parts in chunks.items()}
+
+
+def evaluate_table(
+    model: nn.Module, tasks: Sequence[Task], table: TensorTable, batch_size: int = 8192, device: torch.device | str = "cpu"
+) -> dict[str, Any]:
+    """``{task: {metric: value, "loss": ...}}`` plus ``loss`` (sum of task losses) on labelled rows."""
+    outputs = predict_raw(model, table, [t.name for t in tasks], batch_size, device)
+    metrics: dict[str, Any] = compute_metrics(tasks, outputs, table.labels, table.masks)
+    total = 0.0
+    for t in tasks:
+        loss = float(t.loss(outputs[t.name], table.labels[t.name], table.masks[t.name], table.weights.get(t.name)))
+        metrics[t.name]["loss"] = loss
+        total += loss
+    metrics["loss"] = total
+    return metrics
+
+
+class Trainer:
+    """Fit a multi-task model with early stopping on the validation split.
+
+    Args:
+        model: a :class:`~polytask.models.base.MultiTaskModel`.
+        tasks: the tasks, in the model's order.
+        weighting: how task losses combine (default: equal weights).
+        optimizer, lr, weight_decay, optimizer_params: the optimiser (Adam by default).
+        scheduler, scheduler_params: an epoch-level learning-rate schedule (``none`` by default).
+        epochs, batch_size, eval_batch_size: loop sizes.
+        patience: stop after this many epochs without improvement of ``monitor`` (None: never).
+        monitor: ``loss`` (sum of validation task losses, lower is better) or ``<task>.<metric>``
+            (the metric's own direction).
+        seed: seeds the batch order.
+        device: ``auto`` (CUDA if present), ``cpu``, ``cuda``...
+        grad_clip: clip the global gradient norm.
+        log_path: JSONL file, one line per epoch.
+        on_improve: called with the trainer whenever the monitored score improves (e.g. to save
+            a checkpoint).
+        progress: show a progress bar.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        tasks: Sequence[Task],
+        *,
+        weighting: Weighting | None = None,
+        optimizer: str = "adam",
+        lr: float = 1e-3,
+        weight_decay: float = 0.0,
+        optimizer_params: dict[str, Any] | None = None,
+        scheduler: str = "none",
+        scheduler_params: dict[str, Any] | None = None,
+        epochs: int = 20,
+        batch_size: int = 1024,
+        eval_batch_size: int = 8192,
+        patience: int | None = 5,
+        monitor: str = "loss",
+        min_delta: float = 0.0,
+        seed: int = 0,
+        device: str | torch.device = "auto",
+        grad_clip: float | None = None,
+        log_path: str | os.PathLike | None = None,
+        on_improve: Callable[[Trainer], None] | None = None,
+        progress: bool = True,
+    ) -> None:
+        self.device = resolve_device(device)
+        self.model = model.to(self.device)
+        self.tasks = list(tasks)
+        self.weighting = (weighting or Equal(self.tasks)).to(self.device)
+        self.monitor_task, self.monitor_metric, self.higher_is_better = parse_monitor(monitor, self.tasks)
+        self.monitor = monitor
+        params = list(self.model.parameters()) + list(self.weighting.parameters())
+        self.optimizer = create_optimizer(
+            optimizer, params, {"lr": lr, "weight_decay": weight_decay, **(optimizer_params or {})}
+        )
+        self.scheduler = create_scheduler(scheduler, self.optimizer, scheduler_params or {}, epochs=epochs)
+        self.epochs, self.batch_size, self.eval_batch_size = epochs, batch_size, eval_batch_size
+        self.patience, self.min_delta, self.seed = patience, min_delta, seed
+        self.grad_clip = grad_clip
+        self.log_path = Path(log_path) if log_path else None
+        self.on_improve = on_improve
+        self.progress = progress
+        self.history: list[dict[str, Any]] = []
+        self.best_score: float | None = None
+        self.best_epoch: int | None = None
+        self.best_state: dict[str, Tensor] | None = None
+        self.step = 0
+        self.weighting.setup(self.model)
+
+    # ------------------------------------------------------------------------------------------
+    def _backward(self, total: Tensor) -> None:
+        total.backward()
+
+    def train_epoch(self, loader: BatchLoader, bar: Any = None) -> dict[str, Any]:
+        """One pass over the training data; returns mean batch losses and mean task weights."""
+        model, tasks, weighting, opt = self.model, self.tasks, self.weighting, self.optimizer
+        model.train()
+        names = [t.name for t in tasks]
+        loss_sum = torch.zeros(len(tasks), device=self.device)
+        weight_sum = torch.zeros(len(tasks), device=self.device)
+        extra_sum: dict[str, Tensor] = {}
+        batches = 0
+        non_blocking = self.device.type == "cuda"
+        for batch in loader:
+            if self.device.type != "cpu":
+                batch = batch.to(self.device, non_blocking=non_blocking)
+            outputs = model(batch.features)
+            losses = {
+                t.name: t.loss(outputs[t.name], batch.labels[t.name], batch.masks[t.name], batch.weights.get(t.name))
+                for t in tasks
+            }
+            extra = model.regularization()
+            opt.zero_grad(set_to_none=True)
+            ctx = StepContext(model=model, backward=self._backward, masks=batch.masks, step=self.step)
+            weights = weighting.backward(losses, extra, ctx)
+            if self.grad_clip:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), self.grad_clip)
+            opt.step()
+            with torch.no_grad():
+                loss_sum += torch.stack([losses[n].detach().float() for n in names])
+                weight_sum += torch.stack([torch.as_tensor(weights.get(n, 0.0), device=self.device).float() for n in names])
+                for k, v in extra.items():
+                    extra_sum[k] = extra_sum.get(k, 0.0) + v.detach().float()
+            batches += 1
+            self.step += 1
+            if bar is not None:
+                bar.advance(batches, loss_sum)
+        n = max(batches, 1)
+        losses_mean = (loss_sum / n).tolist()
+        return {
+            "train_loss": dict(zip(names, losses_mean)),
+            "weights": dict(zip(names, (weight_sum / n).tolist())),
+            "regularization": {k: float(v) / n for k, v in extra_sum.items()},
+        }
+
+    def predict_raw(self, table: TensorTable) -> dict[str, Tensor]:
+        """Raw outputs for every row of ``table`` (on the CPU), in row order."""
+        return predict_raw(self.model, table, [t.name for t in self.tasks], self.eval_batch_size, self.device)
+
+    def evaluate(self, table: TensorTable) -> dict[str, Any]:
+        """``{task: {metric: value}}`` plus ``loss`` (sum of the task losses) on labelled rows."""
+        return evaluate_table(self.model, self.tasks, table, self.eval_batch_size, self.device)
+
+    def score(self, metrics: dict[str, Any]) -> float:
+        if self.monitor_task is None:
+            return float(metrics["loss"])
+        return float(metrics[self.monitor_task][self.monitor_metric])
+
+    def _improved(self, score: float) -> bool:
+        if math.isnan(score):
+            return False
+        if self.best_score is None:
+            return True
+        if self.higher_is_better:
+            return score > self.best_score + self.min_delta
+        return score < self.best_score - self.min_delta
+
+    # ------------------------------------------------------------------------------------------
+    def fit(self, train: TensorTable, validation: TensorTable | None = None) -> list[dict[str, Any]]:
+        """Train; with a validation split, early-stop on ``monitor`` and restore the best weights."""
+        loader = BatchLoader(train, self.batch_size, shuffle=True, seed=self.seed)
+        stale = 0
+        with _ProgressBar(self.progress, self.epochs, len(loader)) as bar:
+            for epoch in range(1, self.epochs + 1):
+                bar.start_epoch(epoch)
+                start = time.perf_counter()
+                record: dict[str, Any] = {"epoch": epoch, **self.train_epoch(loader, bar)}
+                record["train_seconds"] = time.perf_counter() - start
+                record["train_samples"] = len(train)
+                record["lr"] = self.optimizer.param_groups[0]["lr"]
+                if validation is not None:
+                    metrics = self.evaluate(validation)
+                    score = self.score(metrics)
+                    record["validation"] = metrics
+                    record["monitor"] = {self.monitor: score}
+                    diag = self.model.diagnostics()
+                    if diag:
+                        record["diagnostics"] = diag
+                    if self._improved(score):
+                        self.best_score, self.best_epoch, stale = score, epoch, 0
+                        self.best_state = copy.deepcopy(self.model.state_dict())
+                        if self.on_improve is not None:
+                            self.on_improve(self)
+                    else:
+                        stale += 1
+                    bar.end_epoch(epoch, self.monitor, score, self.best_score)
+                ws = self.weighting.state()
+                if ws:
+                    record["weighting"] = ws
+                self.weighting.on_epoch_end(epoch, record["train_loss"])
+                self._step_scheduler(record)
+                self.history.append(record)
+                self._log(record)
+                if self.patience is not None and validation is not None and stale >= self.patience:
+                    break
+        if self.best_state is not None:
+            self.model.load_state_dict(self.best_state)
+        elif validation is None:
+            self.best_epoch = len(self.history)
+        return self.history
+
+    def _step_scheduler(self, record: dict[str, Any]) -> None:
+        if self.scheduler is None:
+            return
+        if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            score = next(iter(record.get("monitor", {"loss": sum(record["train_loss"].values())}).values()))
+            self.scheduler.step(-score if self.higher_is_better else score)
+        else:
+            self.scheduler.step()
+
+    def _log(self, record: dict[str, Any]) -> None:
+        if self.log_path is not None:
+            with self.log_path.open("a") as fh:
+                fh.write(json.dumps(record, default=_jsonable) + "\n")
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Tensor):
+        return value.tolist()
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return str(value)
+
+
+class _ProgressBar:
+    """A rich progress bar over epochs and batches (a no-op when disabled or not on a terminal
+    that wants it). The running loss is read from device tensors every ``every`` batches only."""
+
+    every = 20
+
+    def __init__(self, enabled: bool, epochs: int, batches: int) -> None:
+        self.enabled, self.epochs, self.batches = enabled, epochs, batches
+        self.progress = None
+
+    def __enter__(self) -> _ProgressBar:
+        if self.enabled:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self.progress = Progress(
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                TextColumn("{task.fields[status]}"),
+                transient=False,
+            )
+            self.progress.start()
+            self.bar = self.progress.add_task("train", total=self.batches, status="")
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+    def start_epoch(self, epoch: int) -> None:
+        if self.progress is not None:
+            self.progress.reset(self.bar, total=self.batches, description=f"epoch {epoch}/{self.epochs}")
+
+    def advance(self, done: int, loss_sum: Tensor) -> None:
+        if self.progress is None:
+            return
+        if done % self.every == 0 or done == self.batches:
+            self.progress.update(self.bar, completed=done, status=f"loss {float(loss_sum.sum()) / done:.4f}")
+
+    def end_epoch(self, epoch: int, monitor: str, score: float, best: float | None) -> None:
+        if self.progress is not None:
+            self.progress.update(self.bar, status=f"val {monitor} {score:.4f} (best {best:.4f})" if best is not None else "")
+            self.progress.refresh()
+            self.progress.console.print(f"epoch {epoch}: validation {monitor} = {score:.4f}")
