@@ -72,6 +72,7 @@ def fit(
     data_dir: str | os.PathLike | None = None,
     out: str | os.PathLike | None = None,
     overwrite: bool = False,
+    callbacks: list[Any] | None = None,
     **train_options: Any,
 ) -> Run:
     """Train a multi-task model and return the :class:`~polytask.run.Run`.
@@ -79,7 +80,8 @@ def fit(
     Either pass a config (YAML path, dict or :class:`~polytask.config.Config`), or build one from
     keywords: ``train``/``validation``/``test`` (paths, pyarrow tables, pandas DataFrames) or
     ``dataset`` (a registered name), ``features``, ``tasks``, ``model``, ``weighting``,
-    ``optimizer``, ``scheduler``; remaining keywords go to the ``train`` section
+    ``optimizer``, ``scheduler``; ``callbacks`` are called with ``(trainer, epoch_record)`` after
+    every epoch; remaining keywords go to the ``train`` section
     (``epochs=10, batch_size=512, monitor="income.auc"``).
 
     Example::
@@ -122,7 +124,7 @@ def fit(
             "train": train_options or None,
         },
     )
-    return train_run(cfg, data_dir=data_dir, out=out, overwrite=overwrite, tables=tables)
+    return train_run(cfg, data_dir=data_dir, out=out, overwrite=overwrite, tables=tables, callbacks=callbacks)
 
 
 def train_run(
@@ -132,6 +134,7 @@ def train_run(
     out: str | os.PathLike | None = None,
     overwrite: bool = False,
     tables: dict[str, pa.Table] | None = None,
+    callbacks: list[Any] | None = None,
 ) -> Run:
     """The whole job: data -> encoders -> model -> training -> final metrics (-> run directory)."""
     out_dir = Path(out) if out is not None else None
@@ -180,6 +183,7 @@ def train_run(
         grad_clip=cfg.train.grad_clip,
         log_path=(work_dir / LOG) if work_dir is not None else None,
         on_improve=(lambda tr: run.save_checkpoint(work_dir, tr.best_epoch)) if work_dir is not None else None,
+        callbacks=callbacks or (),
         progress=cfg.train.progress,
     )
 

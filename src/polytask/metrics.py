@@ -85,8 +85,8 @@ def delta_m(
     """
     per_task = []
     for task, base in baseline.items():
-        if task not in method:
-            continue
+        if task not in method or not isinstance(base, Mapping):
+            continue  # the split-level "loss" entry is not a task
         names = list(metrics[task]) if metrics and task in metrics else [m for m in base if m in HIGHER_IS_BETTER]
         gains = []
         for m in names:

@@ -108,6 +108,7 @@ class Trainer:
         log_path: JSONL file, one line per epoch.
         on_improve: called with the trainer whenever the monitored score improves (e.g. to save
             a checkpoint).
+        callbacks: called with the trainer and the epoch's record after every epoch.
         progress: show a progress bar.
     """
 
@@ -134,6 +135,7 @@ class Trainer:
         grad_clip: float | None = None,
         log_path: str | os.PathLike | None = None,
         on_improve: Callable[[Trainer], None] | None = None,
+        callbacks: Sequence[Callable[[Trainer, dict[str, Any]], None]] = (),
         progress: bool = True,
     ) -> None:
         self.device = resolve_device(device)
@@ -152,6 +154,7 @@ class Trainer:
         self.grad_clip = grad_clip
         self.log_path = Path(log_path) if log_path else None
         self.on_improve = on_improve
+        self.callbacks = list(callbacks)
         self.progress = progress
         self.history: list[dict[str, Any]] = []
         self.best_score: float | None = None
@@ -264,6 +267,8 @@ class Trainer:
                 self._step_scheduler(record)
                 self.history.append(record)
                 self._log(record)
+                for callback in self.callbacks:
+                    callback(self, record)
                 if self.patience is not None and validation is not None and stale >= self.patience:
                     break
         if self.best_state is not None:

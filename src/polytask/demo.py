@@ -1,0 +1,77 @@
+"""``make demo`` / ``polytask demo``: the MMoE paper's synthetic experiment at a small size.
+
+Shared-Bottom, OMoE and MMoE (the paper's Sec. 5.1 sizes: 8 experts of 16 units, towers of 8, a
+113-unit shared bottom with about the same number of parameters) trained on the generator of
+Sec. 3.2 at task correlations 0.5, 0.9 and 1.0, each run on freshly generated data. The table
+shows test RMSE averaged over the two tasks (lower is better): MMoE should be no worse than
+Shared-Bottom at every correlation, with the widest gap at 0.5. The full-size version with more
+seeds and a single-task baseline is ``benchmarks/synthetic_mmoe.py``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from polytask.compare import run_grid, summarize
+
+CORRELATIONS = (0.5, 0.9, 1.0)
+MODELS: dict[str, dict[str, Any]] = {
+    "Shared-Bottom": {"model": {"name": "shared_bottom", "bottom_hidden": [113], "tower_hidden": [8]}},
+    "OMoE": {"model": {"name": "omoe", "num_experts": 8, "expert_hidden": [16], "tower_hidden": [8]}},
+    "MMoE": {"model": {"name": "mmoe", "num_experts": 8, "expert_hidden": [16], "tower_hidden": [8]}},
+}
+
+
+def synthetic_config(correlation: float, n_train: int, epochs: int, *, n_eval: int = 2000, lr: float = 1e-3) -> dict[str, Any]:
+    return {
+        "data": {
+            "dataset": "synthetic_mmoe",
+            "params": {"correlation": correlation, "n_train": n_train, "n_validation": n_eval, "n_test": n_eval},
+        },
+        "optimizer": {"name": "adam", "lr": lr},
+        "train": {"epochs": epochs, "batch_size": 128, "patience": 4, "progress": False},
+    }
+
+
+def run_demo(seeds: int = 2, n_train: int = 6000, epochs: int = 20, console: Any = None) -> dict[float, dict[str, Any]]:
+    """Run the comparison with progress bars and print the result table; returns the summaries."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.table import Table
+
+    console = console or Console()
+    tasks, metrics = ["y1", "y2"], {"y1": ["rmse"], "y2": ["rmse"]}
+    results: dict[float, dict[str, Any]] = {}
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                        console=console)
+    with progress:
+        runs = progress.add_task("runs", total=len(CORRELATIONS) * len(MODELS) * seeds)
+        epoch_bar = progress.add_task("epochs", total=epochs)
+
+        def on_epoch(trainer: Any, record: dict[str, Any]) -> None:
+            progress.update(epoch_bar, completed=record["epoch"])
+
+        for p in CORRELATIONS:
+            def on_result(row: dict[str, Any], p: float = p) -> None:
+                progress.advance(runs)
+                progress.reset(epoch_bar)
+                progress.update(epoch_bar, description="epochs")
+
+            progress.update(runs, description=f"runs (correlation {p})")
+            rows = run_grid(synthetic_config(p, n_train, epochs), MODELS, range(seeds),
+                            seed_keys=("train.seed", "data.params.seed"), on_result=on_result, callbacks=[on_epoch])
+            results[p] = summarize(rows, tasks, metrics, baseline=None)
+
+    table = Table(title=f"Synthetic MMoE benchmark: test RMSE, mean of 2 tasks over {seeds} seeds (lower is better)",
+                  title_justify="left")
+    table.add_column("model", style="bold")
+    for p in CORRELATIONS:
+        table.add_column(f"corr {p}", justify="right")
+    for label in MODELS:
+        cells = []
+        for p in CORRELATIONS:
+            s = results[p][label]
+            cells.append(f"{(s['y1']['rmse']['mean'] + s['y2']['rmse']['mean']) / 2:.4f}")
+        table.add_row(label, *cells)
+    console.print(table)
+    return results
