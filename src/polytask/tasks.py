@@ -44,6 +44,15 @@ class TaskKind:
         return 1
 
     def loss(self, output: Tensor, label: Tensor, mask: Tensor, weight: Tensor | None = None) -> Tensor:
+        # Replace what unlabelled rows hold (a NaN/inf/-1 placeholder label, a non-finite output or
+        # weight) *before* the elementwise loss: masking only afterwards keeps the forward finite
+        # but the backward multiplies 0 by the NaN local derivative, giving NaN gradients.
+        mask = mask.bool()
+        row = mask.reshape(mask.shape + (1,) * (output.dim() - mask.dim()))
+        output = torch.where(row, output, output.new_zeros(()))
+        label = torch.where(mask, label, label.new_zeros(()))
+        if weight is not None:
+            weight = torch.where(mask, weight, weight.new_zeros(()))
         return masked_mean(self.elementwise_loss(output, label, mask), mask, weight)
 
     def elementwise_loss(self, output: Tensor, label: Tensor, mask: Tensor) -> Tensor:

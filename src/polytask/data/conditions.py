@@ -16,13 +16,16 @@ import pyarrow.compute as pc
 from polytask.errors import DataError
 
 _CLAUSE = re.compile(r"^\s*([A-Za-z_][\w.]*)\s*(==|!=|>=|<=|>|<)\s*(.+?)\s*$")
+# "and" outside quotes only (an even number of quote characters follows it), so a value such as
+# 'Trinidad and Tobago' stays one clause
+_AND = re.compile(r"""\s+and\s+(?=(?:[^'"]*(?:'[^']*'|"[^"]*"))*[^'"]*$)""", re.IGNORECASE)
 _OPS = {"==": pc.equal, "!=": pc.not_equal, ">=": pc.greater_equal, "<=": pc.less_equal, ">": pc.greater, "<": pc.less}
 
 
 def parse_condition(text: str) -> list[tuple[str, str, object]]:
     """Parse ``"a == 1 and b != 'x'"`` into ``[(column, op, value), ...]``."""
     clauses = []
-    for part in re.split(r"\s+and\s+", text.strip(), flags=re.IGNORECASE):
+    for part in _AND.split(text.strip()):
         m = _CLAUSE.match(part)
         if not m:
             raise DataError(f"where: cannot parse {part!r} in {text!r} (expected 'column == value', joined by 'and')")
@@ -34,6 +37,8 @@ def parse_condition(text: str) -> list[tuple[str, str, object]]:
             try:
                 value = float(raw) if any(c in raw for c in ".eE") else int(raw)
             except ValueError:
+                if re.search(r"\s|['\"]", raw):  # e.g. a dangling "and" or an unclosed quote
+                    raise DataError(f"where: cannot parse {part!r} in {text!r} (quote text values: 'like this')") from None
                 value = raw
         clauses.append((column, op, value))
     return clauses

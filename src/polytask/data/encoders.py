@@ -26,6 +26,8 @@ def _is_string(t: pa.DataType) -> bool:
 
 def to_float(col: pa.ChunkedArray | pa.Array, *, source: str, column: str) -> np.ndarray:
     """Column -> float64 numpy with NaN for nulls; non-numeric text is an error naming the row."""
+    if pa.types.is_null(col.type):  # an all-empty CSV column (e.g. a test split without this label)
+        return np.full(len(col), np.nan)
     if pa.types.is_boolean(col.type):
         col = pc.cast(col, pa.int8())
     if _is_string(col.type):
@@ -38,9 +40,9 @@ def to_float(col: pa.ChunkedArray | pa.Array, *, source: str, column: str) -> np
             for i, v in enumerate(values):
                 if v is None:
                     continue
-                try:
-                    float(v)
-                except ValueError:
+                try:  # Arrow's own parser: Python's float() also takes e.g. "1_000", which Arrow rejects
+                    pc.cast(pa.array([v], pa.string()), pa.float64())
+                except pa.ArrowInvalid:
                     raise DataError(
                         f"{source}: column {column!r} must be numeric but row {i} holds {v!r}"
                     ) from None
@@ -55,10 +57,12 @@ def to_strings(col: pa.ChunkedArray | pa.Array) -> pa.ChunkedArray | pa.Array:
     if pa.types.is_dictionary(col.type):
         col = pc.cast(col, col.type.value_type)
     if pa.types.is_floating(col.type):
+        # NaN is a missing value like null (and would break the int64 round trip below)
+        col = pc.if_else(pc.is_nan(col), pa.scalar(None, col.type), col)
         # 3.0 -> "3" (CSV readers turn integer columns with nulls into floats)
-        as_int = pc.cast(col, pa.int64(), safe=False)
-        if pc.all(pc.or_kleene(pc.equal(pc.cast(as_int, col.type), col), pc.is_null(col))).as_py():
-            col = as_int
+        integral = pc.and_(pc.equal(pc.floor(col), col), pc.less_equal(pc.abs(col), 2.0**53))
+        if pc.all(pc.or_kleene(integral, pc.is_null(col))).as_py():
+            col = pc.cast(col, pa.int64())
     return pc.cast(col, pa.string())
 
 
@@ -161,7 +165,14 @@ class SequenceEncoder:
         if isinstance(col, pa.ChunkedArray):
             col = col.combine_chunks()
         if _is_string(col.type):
-            col = pc.split_pattern(pc.cast(col, pa.string()), self.spec.separator)
+            lists = pc.split_pattern(pc.cast(col, pa.string()), self.spec.separator)
+            # drop the empty items an empty cell or a leading/trailing/doubled separator leaves
+            # (fit never puts "" in the vocabulary, so they would otherwise all become OOV)
+            items, parents = pc.list_flatten(lists), pc.list_parent_indices(lists)
+            keep = pc.not_equal(items, "")
+            lengths = np.bincount(parents.filter(keep).to_numpy(), minlength=len(lists))
+            offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)
+            col = pa.ListArray.from_arrays(pa.array(offsets), items.filter(keep))
         if not (pa.types.is_list(col.type) or pa.types.is_large_list(col.type)):
             raise DataError(f"{source}: sequence column {self.spec.name!r} must hold lists or separated strings, found {col.type}")
         return pc.fill_null(col, pa.scalar([], col.type))
@@ -219,11 +230,12 @@ class DenseEncoder:
     def transform(self, col, source: str) -> np.ndarray:
         if isinstance(col, pa.ChunkedArray):
             col = col.combine_chunks()
+        rows = len(col)
         size = int(np.prod(self.shape))
         while pa.types.is_list(col.type) or pa.types.is_large_list(col.type) or pa.types.is_fixed_size_list(col.type):
             col = pc.list_flatten(col)
         flat = col.to_numpy(zero_copy_only=False).astype(np.float32)
-        if flat.size != size * (len(flat) // max(size, 1)) or flat.size % size:
+        if flat.size != size * rows:  # also catches rows of different lengths whose total divides
             raise DataError(f"{source}: dense column {self.spec.name!r} rows do not all have shape {self.shape}")
         return flat.reshape(-1, *self.shape)
 

@@ -35,7 +35,11 @@ class ParallelLinear(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         if x.dim() == 2:
-            x = x.unsqueeze(0).expand(self.n, -1, -1)
+            # shared input: one [B, in] x [in, n*out] matmul (cheaper forward and backward than a
+            # bmm over n broadcast copies of x); the result is a [n, B, out] view
+            w = self.weight.permute(1, 0, 2).reshape(self.in_dim, self.n * self.out_dim)
+            y = x @ w if self.bias is None else torch.addmm(self.bias.reshape(1, -1), x, w)
+            return y.view(x.shape[0], self.n, self.out_dim).transpose(0, 1)
         if self.bias is None:
             return torch.bmm(x, self.weight)
         return torch.baddbmm(self.bias, x, self.weight)
