@@ -42,36 +42,54 @@ def run_grid(
     data_dir: str | os.PathLike | None = None,
     on_result: Callable[[dict[str, Any]], None] | None = None,
     callbacks: Sequence[Callable[..., None]] = (),
+    search: Sequence[Mapping[str, Any]] = ({},),
 ) -> list[dict[str, Any]]:
     """Train every model (label -> config overrides, merged into ``base``) with every seed.
 
     ``seed_keys`` are the config keys set to the seed (add ``data.params.seed`` to regenerate
-    synthetic data per seed). Returns one row per run: label, seed, validation and test metrics,
-    best epoch, seconds per epoch. ``callbacks`` go to each run's trainer (called after every epoch).
+    synthetic data per seed). ``search`` is a tuning budget shared by all models: each candidate
+    override is trained for every (model, seed) and the one with the best *validation* score
+    (the config's ``train.monitor``) is kept; its test metrics are the result. Returns one row per
+    (model, seed): label, seed, chosen candidate, validation and test metrics, best epoch, seconds
+    per epoch. ``callbacks`` go to each run's trainer (called after every epoch).
     """
     from polytask.api import fit
+    from polytask.train.trainer import parse_monitor
 
     rows = []
     for label, override in models.items():
         for seed in seeds:
-            cfg = merge(base, override)
-            for key in seed_keys:
-                _set(cfg, key, seed)
-            run = fit(cfg, data_dir=data_dir, callbacks=list(callbacks))
-            epochs = run.history
-            row = {
-                "model": label,
-                "seed": seed,
-                "best_epoch": run.metrics.get("best_epoch"),
-                "epochs": len(epochs),
-                "seconds_per_epoch": sum(r["train_seconds"] for r in epochs) / max(len(epochs), 1),
-                "parameters": sum(p.numel() for p in run.model.parameters()),
-                "validation": run.metrics.get("validation", {}),
-                "test": run.metrics.get("test", {}),
-            }
-            rows.append(row)
+            best: dict[str, Any] | None = None
+            for candidate in search:
+                cfg = merge(merge(base, override), candidate)
+                for key in seed_keys:
+                    _set(cfg, key, seed)
+                run = fit(cfg, data_dir=data_dir, callbacks=list(callbacks))
+                task, metric, higher = parse_monitor(run.config.train.monitor, run.tasks)
+                val = run.metrics.get("validation", {})
+                score = val.get("loss") if task is None else val.get(task, {}).get(metric)
+                score = float("nan") if score is None else float(score)
+                key_score = -score if higher else score
+                epochs = run.history
+                row = {
+                    "model": label,
+                    "seed": seed,
+                    "candidate": dict(candidate),
+                    "validation_score": score,
+                    "best_epoch": run.metrics.get("best_epoch"),
+                    "epochs": len(epochs),
+                    "seconds_per_epoch": sum(r["train_seconds"] for r in epochs) / max(len(epochs), 1),
+                    "parameters": sum(p.numel() for p in run.model.parameters()),
+                    "validation": val,
+                    "test": run.metrics.get("test", {}),
+                }
+                if best is None or (key_score == key_score and not key_score >= best["_key"]):
+                    best = {**row, "_key": key_score}
+            assert best is not None
+            best.pop("_key")
+            rows.append(best)
             if on_result is not None:
-                on_result(row)
+                on_result(best)
     return rows
 
 
