@@ -153,3 +153,17 @@ def test_negative_weight_is_an_error():
     table = pa.table({"y": [1.0, 2.0], "w": [1.0, -1.0]})
     with pytest.raises(DataError, match="'w'"):
         encode(Task("y", "regression", weight_column="w"), table)
+
+
+def test_multiclass_declared_num_classes_keeps_a_class_absent_from_train():
+    task = Task("m", kind="multiclass", num_classes=4)
+    enc = LabelEncoder(task).fit(pa.table({"m": [0, 1, 1, 3]}), "train.csv")
+    assert task.classes == [0, 1, 2, 3] and task.output_dim == 4
+    label, mask, _ = enc.encode(pa.table({"m": [2, 3]}), "val.csv")
+    assert label.tolist() == [2, 3] and mask.all()
+
+
+def test_multiclass_declared_num_classes_mismatch_is_an_error():
+    task = Task("m", kind="multiclass", num_classes=2)
+    with pytest.raises(DataError, match="num_classes=2"):
+        LabelEncoder(task).fit(pa.table({"m": ["a", "b", "c"]}), "train.csv")

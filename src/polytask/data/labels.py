@@ -34,6 +34,15 @@ class LabelEncoder:
             else:
                 x = to_float(col, source=source, column=task.label)
                 values = [int(v) if float(v).is_integer() else float(v) for v in np.unique(x[~np.isnan(x)])]
+                if task.num_classes and all(isinstance(v, int) and 0 <= v < task.num_classes for v in values):
+                    # integer class ids with a declared class count: keep every class, even one
+                    # absent from the training split
+                    values = list(range(task.num_classes))
+            if task.num_classes and len(values) != task.num_classes:
+                raise DataError(
+                    f"{source}: task {task.name!r} declares num_classes={task.num_classes} but label column "
+                    f"{task.label!r} holds {len(values)} distinct values in training"
+                )
             if len(values) < 2:
                 raise DataError(f"{source}: multiclass label column {task.label!r} has fewer than 2 classes")
             task.classes = values
