@@ -138,14 +138,23 @@ def train_run(
 ) -> Run:
     """The whole job: data -> encoders -> model -> training -> final metrics (-> run directory)."""
     out_dir = Path(out) if out is not None else None
+    if out_dir is not None and out_dir.exists() and not out_dir.is_dir():
+        raise ConfigError(f"--out {out_dir}: exists and is not a directory")
     if out_dir is not None and out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
         raise ConfigError(f"--out {out_dir}: directory exists and is not empty (use --overwrite to replace it)")
+    # data files as absolute paths, so the saved config.yaml (and `polytask evaluate RUN`) does not
+    # depend on the working directory the run was started from
+    files = {s: str(Path(getattr(cfg.data, s)).resolve()) for s in ("train", "validation", "test")
+             if getattr(cfg.data, s) is not None and s not in (tables or {})}
+    if files:
+        cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update=files)})
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
 
     # 1. data and every check on it, before anything is trained or written
     splits = load_splits(cfg.data, data_dir, tables=tables)
     pre = Preprocessor(splits.features, splits.tasks)
+    pre.check_columns(splits.train, splits.sources.get("train", "train"))  # the train file first
     for name, table in (("validation", splits.validation), ("test", splits.test)):
         if table is not None:
             pre.check_columns(table, splits.sources.get(name, name))

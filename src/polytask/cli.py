@@ -34,7 +34,9 @@ def _console():
 
 
 def _fail(exc: Exception) -> None:
-    typer.echo(f"error: {exc}", err=True)
+    # str(KeyError("x")) is "'x'" (the repr): print the message itself
+    message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+    typer.echo(f"error: {message}", err=True)
     raise typer.Exit(code=2)
 
 

@@ -9,7 +9,9 @@ Any unknown key or wrong type is a :class:`~polytask.errors.ConfigError` naming 
 
 from __future__ import annotations
 
+import copy
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -147,12 +149,43 @@ class Config(_Strict):
     train: TrainConfig = TrainConfig()
 
     def to_dict(self) -> dict[str, Any]:
-        return self.model_dump(mode="json", exclude_none=True)
+        """Plain JSON-able dict; ``None`` is left out only where it is the default, so an explicit
+        ``patience: null`` (never stop early) or ``model: {some_param: null}`` survives a round trip."""
+        return _drop_default_nones(self, self.model_dump(mode="json"))
+
+
+def _drop_default_nones(model: BaseModel, dumped: dict[str, Any]) -> dict[str, Any]:
+    for name, info in type(model).model_fields.items():
+        value = getattr(model, name)
+        if value is None and info.default is None:
+            dumped.pop(name, None)
+        elif isinstance(value, BaseModel):
+            _drop_default_nones(value, dumped[name])
+        elif isinstance(value, list):
+            for item, item_dumped in zip(value, dumped[name]):
+                if isinstance(item, BaseModel):
+                    _drop_default_nones(item, item_dumped)
+    return dumped
+
+
+class _YamlLoader(yaml.SafeLoader):
+    """Safe YAML that also reads ``1e-3`` / ``1E+5`` as floats (YAML 1.1 wants ``1.0e-3``)."""
+
+
+_YamlLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."),
+)
+
+
+def _yaml_load(text: str) -> Any:
+    return yaml.load(text, Loader=_YamlLoader)  # noqa: S506 - a SafeLoader subclass
 
 
 def _parse_value(text: str) -> Any:
     try:
-        return yaml.safe_load(text)
+        return _yaml_load(text)
     except yaml.YAMLError:
         return text
 
@@ -177,7 +210,7 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
 
 
 def config_from_dict(raw: dict[str, Any], overrides: list[str] | None = None) -> Config:
-    raw = apply_overrides(dict(raw), list(overrides or []))
+    raw = apply_overrides(copy.deepcopy(raw), list(overrides or []))  # never edit the caller's dict
     try:
         return Config.model_validate(raw)
     except pydantic.ValidationError as exc:
@@ -190,9 +223,12 @@ def load_config(path: str | os.PathLike, overrides: list[str] | None = None) -> 
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+        raw = _yaml_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:  # one line: where, and what is wrong
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{path}: not valid YAML{where}: {problem}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of sections")
     try:

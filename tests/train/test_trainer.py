@@ -113,3 +113,13 @@ def test_scheduler_and_optimizer_options():
     assert [r["lr"] for r in history] == pytest.approx([0.1, 0.05, 0.025])
     with pytest.raises(ConfigError, match="optimizer.bogus"):
         Trainer(model, TASKS, optimizer_params={"bogus": 1})
+
+
+def test_bad_scheduler_and_optimizer_values_are_config_errors():
+    model = create_model("shared_bottom", SPEC, TASKS)
+    with pytest.raises(ConfigError, match="scheduler.gamma"):
+        Trainer(model, TASKS, scheduler="step", scheduler_params={"gamma": "abc"})
+    with pytest.raises(ConfigError, match="optimizer"):
+        Trainer(model, TASKS, optimizer_params={"eps": -1.0})
+    with pytest.raises(ConfigError, match="train.device"):
+        Trainer(model, TASKS, device="nope")

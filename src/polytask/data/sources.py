@@ -107,7 +107,12 @@ def load_splits(
     if config.dataset is not None:
         loader = DATASETS.get(config.dataset)
         params = validate_params(loader, config.params, where="data.params", skip=("data_dir",))
-        bundle = loader(data_dir, **params)
+        try:
+            bundle = loader(data_dir, **params)
+        except ValueError as exc:  # bad parameter values (group=5, max_rows=0) or an unreadable file
+            if isinstance(exc, (ConfigError, DataError)):
+                raise
+            raise ConfigError(f"data.params (dataset {config.dataset!r}): {exc}") from None
         tasks = make_tasks(config.tasks) if config.tasks else make_tasks([TaskConfig(**t) for t in bundle.tasks])
         if config.features is not None and not config.features.is_empty():
             features = feature_specs(config.features)

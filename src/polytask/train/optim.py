@@ -1,14 +1,19 @@
-"""Optimisers and learning-rate schedulers by config name, parameters checked against torch's signatures."""
+"""Optimisers and learning-rate schedulers by config name.
+
+Options are checked against torch's own signatures (unknown keys and wrong types are a
+:class:`~polytask.errors.ConfigError` naming the key), and values torch itself rejects
+(``eps=-1``) become a ConfigError too, raised when the trainer is built, before training.
+"""
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 import torch
 
 from polytask.errors import ConfigError
+from polytask.params import validate_params
 
 OPTIMIZERS = {
     "adam": torch.optim.Adam,
@@ -25,40 +30,35 @@ SCHEDULERS = {
 }
 
 
-def _check(cls: type, params: Mapping[str, Any], where: str, skip: tuple[str, ...]) -> dict[str, Any]:
-    """Key names are checked here; torch's annotations mix floats and tensors, so values are
-    left to torch's own checks (which name the argument)."""
-    allowed = [p for p in inspect.signature(cls).parameters if p not in skip]
-    return _names_only(params, allowed, where)
-
-
-def _names_only(params: Mapping[str, Any], allowed: list[str], where: str) -> dict[str, Any]:
-    unknown = [k for k in params if k not in allowed]
-    if unknown:
-        raise ConfigError(f"{where}.{unknown[0]}: unknown key (accepted: {', '.join(allowed)})")
-    return dict(params)
+def _build(kind: str, name: str, registry: dict[str, type], first: Any, options: Mapping[str, Any], skip: str) -> Any:
+    if name not in registry:
+        raise ConfigError(f"{kind}.name: unknown {kind} {name!r}; known: {', '.join(registry)}")
+    cls = registry[name]
+    checked = validate_params(cls, options, where=kind, skip=(skip,))
+    try:
+        return cls(first, **checked)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"{kind} ({name}): {exc}") from None
 
 
 def create_optimizer(name: str, params: Iterable[torch.nn.Parameter], options: Mapping[str, Any]) -> torch.optim.Optimizer:
     """``adam`` (default), ``adamw``, ``sgd``, ``adagrad`` or ``rmsprop`` with torch's keyword options."""
-    cls = OPTIMIZERS[name]
-    checked = _check(cls, options, "optimizer", ("params",))
-    return cls(list(params), **checked)
+    return _build("optimizer", name, OPTIMIZERS, list(params), options, "params")
 
 
-def create_scheduler(name: str, optimizer: torch.optim.Optimizer, options: Mapping[str, Any], *, epochs: int):
-    """An epoch-level scheduler, or None. ``cosine`` defaults ``T_max`` to the number of epochs."""
+def create_scheduler(name: str, optimizer: torch.optim.Optimizer, options: Mapping[str, Any], *, epochs: int) -> Any:
+    """An epoch-level scheduler, or None for ``none``. Defaults: ``cosine`` anneals over all epochs
+    (``T_max = epochs``), ``step`` decays by ``gamma=0.1`` every third of the epochs,
+    ``exponential`` uses ``gamma=0.9``."""
+    options = dict(options)
     if name == "none":
         if options:
-            _names_only(options, [], "scheduler")
+            raise ConfigError(f"scheduler.{next(iter(options))}: unknown key (scheduler 'none' takes no options)")
         return None
-    cls = SCHEDULERS[name]
-    options = dict(options)
     if name == "cosine":
         options.setdefault("T_max", epochs)
     if name == "step":
         options.setdefault("step_size", max(1, epochs // 3))
     if name == "exponential":
         options.setdefault("gamma", 0.9)
-    checked = _check(cls, options, "scheduler", ("optimizer",))
-    return cls(optimizer, **checked)
+    return _build("scheduler", name, SCHEDULERS, optimizer, options, "optimizer")

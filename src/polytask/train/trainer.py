@@ -34,9 +34,16 @@ from polytask.weighting import Equal, StepContext, Weighting
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``auto`` -> CUDA when present, else CPU; an unknown or absent device is a ConfigError."""
     if str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    try:
+        resolved = torch.device(device)
+    except RuntimeError as exc:
+        raise ConfigError(f"train.device: {device!r} is not a device: {exc}") from None
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"train.device: {device!r} asked for but CUDA is not available")
+    return resolved
 
 
 def parse_monitor(monitor: str, tasks: Sequence[Task]) -> tuple[str | None, str, bool]:
