@@ -49,15 +49,12 @@ def available():
 
 
 def run(data, epochs: int = 2) -> dict:
-    import pyarrow as pa
-
     import polytask
 
     train = data.to_arrow("train")
     test = data.to_arrow("test")
     validation = test.slice(0, N_VALIDATION)
     predict_input = test.drop_columns(list(data.task_names))
-    del_cols = None  # noqa: F841 - keep the labels-free table only
 
     result = polytask.fit(
         train=train,
@@ -92,7 +89,6 @@ def run(data, epochs: int = 2) -> dict:
     pred = np.stack([np.asarray(preds[t], dtype=np.float64).reshape(-1) for t in data.task_names], axis=1)
 
     model = result.model
-    assert isinstance(train, pa.Table)
     return {
         "train_samples_per_s": samples[-1] / epoch_seconds[-1],
         "train_samples_per_s_epoch1": samples[0] / epoch_seconds[0],

@@ -31,6 +31,17 @@ def _peak_rss_mb() -> float:
     return round(kb / 1024.0, 1)
 
 
+def _vm_hwm_mb() -> float | None:
+    """High-water RSS of this process's own address space (reset at exec, unlike ru_maxrss)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024.0, 1)
+    except OSError:
+        pass
+    return None
+
+
 def _cpu_model() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -99,6 +110,7 @@ def main() -> int:
             out = module.run(data, epochs=args.epochs)
             # peak RSS of the implementation's own work, before the AUC check below imports sklearn
             result["peak_rss_mb"] = _peak_rss_mb()
+            result["vm_hwm_mb"] = _vm_hwm_mb()
             pred = out.pop("predictions", None)
             if pred is not None:
                 pred = np.asarray(pred, dtype=np.float64).reshape(data.n_test, -1)

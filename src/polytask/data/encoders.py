@@ -119,47 +119,59 @@ class NumericEncoder:
         return self
 
 
-class CategoricalEncoder:
-    """Vocabulary of the training values; id 0 is OOV (unseen, rare or missing), known values 1..K."""
+class _VocabularyEncoder:
+    """Shared by categorical and sequence encoders: a vocabulary of training values (most frequent
+    first, values seen fewer than ``min_count`` times left out) and the value -> id lookup.
+    Known values get ids ``first_id, first_id + 1, ...``; anything else gets ``unknown_id``."""
+
+    first_id: int
+    unknown_id: int
 
     def __init__(self, spec: FeatureSpec) -> None:
         self.spec = spec
         self.vocab: list[str] = []
 
-    def fit(self, col, source: str) -> CategoricalEncoder:
-        counts = pc.value_counts(to_strings(col))
-        values = counts.field("values").to_pylist()
-        freqs = counts.field("counts").to_pylist()
-        kept = [(v, c) for v, c in zip(values, freqs) if v is not None and c >= self.spec.min_count]
+    def _fit_values(self, values) -> None:
+        counts = pc.value_counts(to_strings(values))
+        pairs = zip(counts.field("values").to_pylist(), counts.field("counts").to_pylist())
+        kept = [(v, c) for v, c in pairs if v not in (None, "") and c >= self.spec.min_count]
         kept.sort(key=lambda vc: (-vc[1], vc[0]))  # most frequent first: stable ids, readable files
         self.vocab = [v for v, _ in kept]
+
+    def _ids(self, values) -> np.ndarray:
+        idx = pc.index_in(to_strings(values), value_set=pa.array(self.vocab, pa.string()))
+        return pc.fill_null(pc.add(idx, self.first_id), self.unknown_id).to_numpy(zero_copy_only=False).astype(np.int64)
+
+    def state(self) -> dict[str, Any]:
+        return {"vocab": self.vocab}
+
+    def load(self, state: dict[str, Any]):
+        self.vocab = list(state["vocab"])
+        return self
+
+
+class CategoricalEncoder(_VocabularyEncoder):
+    """Vocabulary of the training values; id 0 is OOV (unseen, rare or missing), known values 1..K."""
+
+    first_id, unknown_id = 1, OOV
+
+    def fit(self, col, source: str) -> CategoricalEncoder:
+        self._fit_values(col)
         return self
 
     @property
     def cardinality(self) -> int:
         return len(self.vocab) + 1
 
-    def codes(self, values) -> np.ndarray:
-        idx = pc.index_in(to_strings(values), value_set=pa.array(self.vocab, pa.string()))
-        return pc.fill_null(pc.add(idx, 1), OOV).to_numpy(zero_copy_only=False).astype(np.int64)
-
     def transform(self, col, source: str) -> np.ndarray:
-        return self.codes(col)
-
-    def state(self) -> dict[str, Any]:
-        return {"vocab": self.vocab}
-
-    def load(self, state: dict[str, Any]) -> CategoricalEncoder:
-        self.vocab = list(state["vocab"])
-        return self
+        return self._ids(col)
 
 
-class SequenceEncoder:
-    """Variable-length categorical lists -> [N, max_len] ids, left-aligned, 0-padded, last items kept."""
+class SequenceEncoder(_VocabularyEncoder):
+    """Variable-length categorical lists -> [N, max_len] ids, left-aligned, 0-padded, last items
+    kept; id 0 is padding, 1 an unknown item, known items 2..K+1."""
 
-    def __init__(self, spec: FeatureSpec) -> None:
-        self.spec = spec
-        self.vocab: list[str] = []
+    first_id, unknown_id = 2, SEQ_OOV
 
     def _lists(self, col, source: str) -> pa.Array:
         if isinstance(col, pa.ChunkedArray):
@@ -178,12 +190,7 @@ class SequenceEncoder:
         return pc.fill_null(col, pa.scalar([], col.type))
 
     def fit(self, col, source: str) -> SequenceEncoder:
-        flat = pc.list_flatten(self._lists(col, source))
-        counts = pc.value_counts(to_strings(flat))
-        values, freqs = counts.field("values").to_pylist(), counts.field("counts").to_pylist()
-        kept = sorted(((v, c) for v, c in zip(values, freqs) if v not in (None, "") and c >= self.spec.min_count),
-                      key=lambda vc: (-vc[1], vc[0]))
-        self.vocab = [v for v, _ in kept]
+        self._fit_values(pc.list_flatten(self._lists(col, source)))
         return self
 
     @property
@@ -193,9 +200,7 @@ class SequenceEncoder:
     def transform(self, col, source: str) -> np.ndarray:
         lists = self._lists(col, source)
         offsets = lists.offsets.to_numpy().astype(np.int64)
-        flat = to_strings(pc.list_flatten(lists))
-        idx = pc.index_in(flat, value_set=pa.array(self.vocab, pa.string()))
-        codes = pc.fill_null(pc.add(idx, 2), SEQ_OOV).to_numpy(zero_copy_only=False).astype(np.int64)
+        codes = self._ids(pc.list_flatten(lists))
         n, width = len(lists), self.spec.max_len
         starts, ends = offsets[:-1] - offsets[0], offsets[1:] - offsets[0]
         lengths = np.minimum(ends - starts, width)
@@ -205,13 +210,6 @@ class SequenceEncoder:
         pos = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
         out[rows, pos] = codes[np.repeat(first, lengths) + pos]
         return out
-
-    def state(self) -> dict[str, Any]:
-        return {"vocab": self.vocab}
-
-    def load(self, state: dict[str, Any]) -> SequenceEncoder:
-        self.vocab = list(state["vocab"])
-        return self
 
 
 class DenseEncoder:
