@@ -29,7 +29,8 @@ def synthetic_config(correlation: float, n_train: int, epochs: int, *, n_eval: i
             "params": {"correlation": correlation, "n_train": n_train, "n_validation": n_eval, "n_test": n_eval},
         },
         "optimizer": {"name": "adam", "lr": lr},
-        "train": {"epochs": epochs, "batch_size": 128, "patience": 4, "progress": False},
+        # one thread: these models are small enough that a second thread only adds synchronisation
+        "train": {"epochs": epochs, "batch_size": 128, "patience": 4, "progress": False, "threads": 1},
     }
 
 
