@@ -5,6 +5,10 @@ Multi-gate Mixture-of-Experts", KDD 2018. ``y_k = h_k(sum_i g^k(x)_i f_i(x))`` w
 ``g^k(x) = softmax(W_gk x)``: identical ReLU experts ``f_i``, one linear+softmax gate per task on
 the raw input. OMoE shares one gate across all tasks. The experts run as one batched op and the
 gates as one linear map.
+
+The shared representation (for representation-gradient weightings) is the experts' output
+``[E, B, H]``. The gates also read the input directly, so in that mode the input embedding
+receives the combined gradient of the expert path only.
 """
 
 from __future__ import annotations
