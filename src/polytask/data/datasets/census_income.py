@@ -208,8 +208,11 @@ def census_income(
     if max_rows is not None:
         order = order[: int(max_rows)]
     n = len(order)
+    # per split: the file it comes from (error messages name it); plus provenance
     sources = {
-        "test": str(test_path),
+        "train": f"{test_path} (seeded train split, split_seed={split_seed})",
+        "validation": f"{test_path} (seeded validation split, split_seed={split_seed})",
+        "test": f"{test_path} (seeded test split, split_seed={split_seed})",
         "published_at": PUBLISHED_AT,
         "paper": "Ma et al., KDD 2018, Sec. 6.3 (MMoE census-income)",
     }
@@ -223,6 +226,8 @@ def census_income(
             train_order = rng.permutation(train.num_rows)[: int(max_rows)]
             train = train.take(np.sort(train_order))
         sources["train"] = str(train_path)
+        sources["validation"] = f"{test_path} (1:1 validation half, split_seed={split_seed})"
+        sources["test"] = f"{test_path} (1:1 test half, split_seed={split_seed})"
         protocol = (
             f"Paper protocol (MMoE Sec. 6.3): train = official train file {train_path.name} "
             f"({train.num_rows} rows); official test file {test_path.name} split 1:1 at random "
