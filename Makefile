@@ -23,7 +23,7 @@ test: install
 bench: install bench-speed bench-synthetic bench-census
 
 bench-speed: install
-	bash benchmarks/speed/install_peers.sh $(BIN)/python
+	PYTHON=$(BIN)/python bash benchmarks/speed/install_peers.sh
 	$(BIN)/python benchmarks/speed/run.py
 
 bench-synthetic: install
