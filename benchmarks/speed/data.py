@@ -195,7 +195,10 @@ def save(data: CensusData, directory: str | os.PathLike) -> Path:
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
     for name in _ARRAYS:
-        np.save(d / f"{name}.npy", getattr(data, name))
+        # column-major, so every feature column is a contiguous array: each implementation can
+        # take its columns without a copy (Arrow, pandas and torch all can), none pays for a
+        # strided 2-D layout that only one of them would prefer; np.load keeps the order
+        np.save(d / f"{name}.npy", np.asfortranarray(getattr(data, name)))
     (d / "meta.json").write_text(json.dumps(data.summary(), indent=2))
     return d
 

@@ -98,11 +98,12 @@ def run(data, epochs: int = 2) -> dict:
     torch.manual_seed(0)
     gen = torch.Generator().manual_seed(0)
     offsets = torch.from_numpy(data.offsets)
-    cat = torch.from_numpy(data.train_cat) + offsets
-    num = torch.from_numpy(data.train_num)
+    # row-major tensors, the layout this loop gathers rows from (the arrays on disk are column-major)
+    cat = (torch.from_numpy(data.train_cat) + offsets).contiguous()
+    num = torch.from_numpy(data.train_num).contiguous()
     y_t = torch.from_numpy(data.train_y).T.contiguous()  # [T, N]
-    test_cat = torch.from_numpy(data.test_cat) + offsets
-    test_num = torch.from_numpy(data.test_num)
+    test_cat = (torch.from_numpy(data.test_cat) + offsets).contiguous()
+    test_num = torch.from_numpy(data.test_num).contiguous()
 
     model = FusedMMoE(int(data.cardinalities.sum()), cat.shape[1], num.shape[1], y_t.shape[0])
     opt = torch.optim.Adam(model.parameters(), lr=LR)

@@ -381,7 +381,7 @@ def main() -> int:
 
     tmp = args.results_dir / "tmp" / "speed"
     tmp.mkdir(parents=True, exist_ok=True)
-    data_dir = tmp / f"data_{args.rows}_{n_test}_{args.seed if args.seed is not None else 'default'}"
+    data_dir = tmp / f"data_{args.rows}_{n_test}_{args.seed if args.seed is not None else 'default'}_colmajor"
     if not (data_dir / "meta.json").exists():
         print(f"generating data ({args.rows:,} + {n_test:,} rows) -> {data_dir}", flush=True)
         cmd = [sys.executable, str(HERE / "data.py"), "--out", str(data_dir), "--rows", str(args.rows),

@@ -279,3 +279,17 @@ def test_dense_ragged_rows_are_an_error():
     # 2 rows holding 6 values: divisible by the row size, but not 2 rows of shape [2]
     with pytest.raises(DataError, match="'v'"):
         enc.transform(pa.array([[1.0, 2.0], [1.0, 2.0, 3.0, 4.0]]), "t")
+
+
+def test_integer_categorical_fast_path_matches_the_string_path():
+    """Integer columns use a dense lookup table; values outside the vocabulary (larger, negative,
+    null) must still map to OOV, and ids must equal those of the same values given as strings."""
+    from polytask.data.encoders import CategoricalEncoder
+    from polytask.data.schema import FeatureSpec
+
+    enc = CategoricalEncoder(FeatureSpec("c", "categorical")).fit(pa.array([5, 3, 3, 0, 7, 7, 7]), "train")
+    got = enc.transform(pa.array([3, 99, -2, None, 0, 7, 5], pa.int64()), "x")
+    expected = enc.transform(pa.array(["3", "99", "-2", None, "0", "7", "5"]), "x")
+    assert got.tolist() == expected.tolist()
+    assert got[1] == got[2] == got[3] == 0 and min(got[[0, 4, 5, 6]]) >= 1
+    assert got[5] == 1  # the most frequent value gets the first id

@@ -60,7 +60,7 @@ def test_transform_groups_and_shapes():
     assert set(tt.features) == {"numeric", "categorical", "seq:hist", "dense:img"}
     # age has NaN in train -> value + indicator; income -> 1 column
     assert tt.features["numeric"].shape == (15, 3) and tt.features["numeric"].dtype == torch.float32
-    assert tt.features["categorical"].shape == (15, 2) and tt.features["categorical"].dtype == torch.int64
+    assert tt.features["categorical"].shape == (15, 2) and tt.features["categorical"].dtype == torch.int32
     assert tt.features["seq:hist"].shape == (15, 4)
     assert tt.features["dense:img"].shape == (15, 2, 3)
     assert set(tt.labels) == set(tt.masks) == {"click", "cvr", "genre"}

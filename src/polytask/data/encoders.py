@@ -130,16 +130,57 @@ class _VocabularyEncoder:
     def __init__(self, spec: FeatureSpec) -> None:
         self.spec = spec
         self.vocab: list[str] = []
+        self._lookup: dict[str, pa.Array] = {}
 
     def _fit_values(self, values) -> None:
-        counts = pc.value_counts(to_strings(values))
+        # integer columns are counted as integers (no per-row string conversion); the vocabulary
+        # is kept as strings either way, so CSV "3" and Parquet 3 map to the same id
+        counts = pc.value_counts(values if pa.types.is_integer(values.type) else to_strings(values))
         pairs = zip(counts.field("values").to_pylist(), counts.field("counts").to_pylist())
-        kept = [(v, c) for v, c in pairs if v not in (None, "") and c >= self.spec.min_count]
+        kept = [(str(v), c) for v, c in pairs if v not in (None, "") and c >= self.spec.min_count]
         kept.sort(key=lambda vc: (-vc[1], vc[0]))  # most frequent first: stable ids, readable files
         self.vocab = [v for v, _ in kept]
+        self._lookup = {}
+
+    def _value_set(self, integer: bool) -> pa.Array | None:
+        """The vocabulary as an Arrow array to look values up in: int64 for an integer column when
+        every entry is a canonical integer (else None: compare as strings), string otherwise."""
+        key = "int" if integer else "str"
+        if key not in self._lookup:
+            if integer:
+                try:
+                    ints = [int(v) for v in self.vocab]
+                except ValueError:
+                    ints = None
+                ok = ints is not None and all(str(i) == v for i, v in zip(ints, self.vocab))
+                self._lookup[key] = pa.array(ints, pa.int64()) if ok else None
+            else:
+                self._lookup[key] = pa.array(self.vocab, pa.string())
+        return self._lookup[key]
+
+    def _table(self, lookup: pa.Array) -> np.ndarray | None:
+        """Dense id table ``ids[value + 1]`` (slot 0 for null) for small non-negative integer
+        vocabularies: one numpy gather per column instead of a hash lookup."""
+        if "table" not in self._lookup:
+            ints = lookup.to_numpy()
+            table = None
+            if len(ints) and ints.min() >= 0 and ints.max() < (1 << 20):
+                table = np.full(int(ints.max()) + 2, self.unknown_id, dtype=np.int64)
+                table[ints + 1] = np.arange(self.first_id, self.first_id + len(ints))
+            self._lookup["table"] = table
+        return self._lookup["table"]
 
     def _ids(self, values) -> np.ndarray:
-        idx = pc.index_in(to_strings(values), value_set=pa.array(self.vocab, pa.string()))
+        lookup = self._value_set(True) if pa.types.is_integer(values.type) else None
+        table = self._table(lookup) if lookup is not None else None
+        if table is not None:
+            v = pc.fill_null(values, -1).to_numpy(zero_copy_only=False).astype(np.int64, copy=False) + 1
+            inside = (v >= 0) & (v < len(table))
+            return table[np.where(inside, v, 0)] if not inside.all() else table[v]
+        if lookup is not None:
+            idx = pc.index_in(pc.cast(values, pa.int64()), value_set=lookup)
+        else:
+            idx = pc.index_in(to_strings(values), value_set=self._value_set(False))
         return pc.fill_null(pc.add(idx, self.first_id), self.unknown_id).to_numpy(zero_copy_only=False).astype(np.int64)
 
     def state(self) -> dict[str, Any]:
@@ -147,6 +188,7 @@ class _VocabularyEncoder:
 
     def load(self, state: dict[str, Any]):
         self.vocab = list(state["vocab"])
+        self._lookup = {}
         return self
 
 

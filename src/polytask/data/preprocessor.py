@@ -18,7 +18,7 @@ import torch
 from polytask.data.conditions import parse_condition
 from polytask.data.encoders import ENCODERS
 from polytask.data.labels import LabelEncoder
-from polytask.data.schema import FEATURE_TYPES, FeatureSpec, InputSpec
+from polytask.data.schema import FeatureSpec, InputSpec
 from polytask.data.table import TensorTable
 from polytask.errors import DataError
 from polytask.tasks import Task
@@ -76,20 +76,31 @@ class Preprocessor:
         if not self.fitted:
             raise RuntimeError("Preprocessor.transform called before fit")
         self.check_columns(table, source, with_labels)
-        groups: dict[str, list[np.ndarray]] = {t: [] for t in FEATURE_TYPES}
+        n = table.num_rows
+        spec = self.input_spec()
+        # numeric and categorical columns are written straight into one preallocated array each
+        # (no per-column list + concatenate, which would hold the data twice); categorical ids are
+        # int32, half the memory of int64 and enough for any vocabulary
+        numeric = np.empty((n, spec.numeric_dim), dtype=np.float32) if spec.numeric_dim else None
+        categorical = np.empty((n, len(spec.cardinalities)), dtype=np.int32) if spec.cardinalities else None
         out: dict[str, torch.Tensor] = {}
+        num_col = cat_col = 0
         for f in self.features:
             arr = self.encoders[f.name].transform(table.column(f.name), source)
-            if f.type in ("numeric", "categorical"):
-                groups[f.type].append(arr if arr.ndim == 2 else arr[:, None])
+            if f.type == "numeric":
+                numeric[:, num_col : num_col + arr.shape[1]] = arr
+                num_col += arr.shape[1]
+            elif f.type == "categorical":
+                categorical[:, cat_col] = arr
+                cat_col += 1
             elif f.type == "sequence":
                 out[f"seq:{f.name}"] = torch.from_numpy(arr)
             else:
                 out[f"dense:{f.name}"] = torch.from_numpy(np.ascontiguousarray(arr))
-        if groups["numeric"]:
-            out["numeric"] = torch.from_numpy(np.ascontiguousarray(np.concatenate(groups["numeric"], axis=1)))
-        if groups["categorical"]:
-            out["categorical"] = torch.from_numpy(np.ascontiguousarray(np.concatenate(groups["categorical"], axis=1)))
+        if numeric is not None:
+            out["numeric"] = torch.from_numpy(numeric)
+        if categorical is not None:
+            out["categorical"] = torch.from_numpy(categorical)
         labels, masks, weights = {}, {}, {}
         if with_labels:
             for t in self.tasks:

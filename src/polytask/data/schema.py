@@ -48,7 +48,7 @@ class InputSpec:
     """What a model's input encoder needs to know about the encoded features.
 
     Feature tensors are grouped by type so a batch is a handful of index slices:
-    ``numeric`` float [B, numeric_dim], ``categorical`` long [B, len(cardinalities)],
+    ``numeric`` float32 [B, numeric_dim], ``categorical`` int32 [B, len(cardinalities)],
     ``seq:<name>`` long [B, max_len] (0 = padding), ``dense:<name>`` float [B, *shape].
     """
 

@@ -36,7 +36,9 @@ class FusedEmbedding(nn.Module):
     def __init__(self, cardinalities: list[int], dim: int) -> None:
         super().__init__()
         self.num_fields, self.dim = len(cardinalities), dim
-        offsets = torch.zeros(len(cardinalities), dtype=torch.long)
+        # int32, like the ids the preprocessor stores: adding them needs no type promotion, and
+        # index_select / index_add_ take int32 indices
+        offsets = torch.zeros(len(cardinalities), dtype=torch.int32)
         if cardinalities:
             offsets[1:] = torch.tensor(cardinalities[:-1]).cumsum(0)
         self.register_buffer("offsets", offsets, persistent=False)
@@ -46,7 +48,11 @@ class FusedEmbedding(nn.Module):
 
     def forward(self, ids: Tensor) -> Tensor:
         index = (ids + self.offsets).reshape(-1)
-        return _GatherRows.apply(self.weight, index).view(ids.shape[0], self.out_dim)
+        if torch.is_grad_enabled() and self.weight.requires_grad:
+            rows = _GatherRows.apply(self.weight, index)
+        else:  # inference: skip the autograd Function's overhead
+            rows = self.weight.index_select(0, index)
+        return rows.view(ids.shape[0], self.out_dim)
 
 
 class TabularInput(nn.Module):
