@@ -159,13 +159,15 @@ class _VocabularyEncoder:
         return self._lookup[key]
 
     def _table(self, lookup: pa.Array) -> np.ndarray | None:
-        """Dense id table ``ids[value + 1]`` (slot 0 for null) for small non-negative integer
-        vocabularies: one numpy gather per column instead of a hash lookup."""
+        """Dense id table ``ids[value + 1]`` for small non-negative integer vocabularies: one numpy
+        gather per column instead of a hash lookup. Slot 0 (null, and any negative value once
+        clipped) and the last slot (any value above the vocabulary, once clipped) hold the
+        unknown id."""
         if "table" not in self._lookup:
             ints = lookup.to_numpy()
             table = None
             if len(ints) and ints.min() >= 0 and ints.max() < (1 << 20):
-                table = np.full(int(ints.max()) + 2, self.unknown_id, dtype=np.int64)
+                table = np.full(int(ints.max()) + 3, self.unknown_id, dtype=np.int64)
                 table[ints + 1] = np.arange(self.first_id, self.first_id + len(ints))
             self._lookup["table"] = table
         return self._lookup["table"]
@@ -174,9 +176,10 @@ class _VocabularyEncoder:
         lookup = self._value_set(True) if pa.types.is_integer(values.type) else None
         table = self._table(lookup) if lookup is not None else None
         if table is not None:
-            v = pc.fill_null(values, -1).to_numpy(zero_copy_only=False).astype(np.int64, copy=False) + 1
-            inside = (v >= 0) & (v < len(table))
-            return table[np.where(inside, v, 0)] if not inside.all() else table[v]
+            if values.null_count:
+                values = pc.fill_null(values, -1)
+            v = values.to_numpy(zero_copy_only=False).astype(np.int64, copy=False) + 1
+            return np.take(table, v, mode="clip")
         if lookup is not None:
             idx = pc.index_in(pc.cast(values, pa.int64()), value_set=lookup)
         else:
