@@ -145,9 +145,9 @@ def list_() -> None:
 
 @app.command()
 def demo(
-    seeds: Annotated[int, typer.Option(help="Seeds per model and correlation.")] = 2,
-    n_train: Annotated[int, typer.Option(help="Training rows per synthetic dataset.")] = 6000,
-    epochs: Annotated[int, typer.Option(help="Maximum epochs (early stopping on validation).")] = 20,
+    seeds: Annotated[int, typer.Option(help="Seeds per model and correlation.")] = 3,
+    n_train: Annotated[int, typer.Option(help="Training rows per synthetic dataset.")] = 10000,
+    epochs: Annotated[int, typer.Option(help="Maximum epochs (early stopping on validation).")] = 40,
 ) -> None:
     """The MMoE paper's synthetic experiment, small: Shared-Bottom vs OMoE vs MMoE at task
     correlations 0.5, 0.9 and 1.0 (test RMSE, mean over seeds; lower is better)."""

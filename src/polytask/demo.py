@@ -34,7 +34,7 @@ def synthetic_config(correlation: float, n_train: int, epochs: int, *, n_eval: i
     }
 
 
-def run_demo(seeds: int = 2, n_train: int = 6000, epochs: int = 20, console: Any = None) -> dict[float, dict[str, Any]]:
+def run_demo(seeds: int = 3, n_train: int = 10000, epochs: int = 40, console: Any = None) -> dict[float, dict[str, Any]]:
     """Run the comparison with progress bars and print the result table; returns the summaries."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
