@@ -60,6 +60,11 @@ class MultiTaskModel(nn.Module):
             self.representation = representation
         return representation
 
+    def optimizer_groups(self) -> list[dict[str, Any]]:
+        """Parameter groups for the optimiser; a group may carry ``lr_scale`` (e.g. cross-stitch
+        units learn 100x faster than the networks they connect)."""
+        return [{"params": [p for p in self.parameters() if p.requires_grad]}]
+
     def regularization(self) -> dict[str, Tensor]:
         """Penalties that belong to the method (e.g. soft sharing's parameter distance)."""
         return {}

@@ -151,9 +151,14 @@ class Trainer:
         self.weighting = (weighting or Equal(self.tasks)).to(self.device)
         self.monitor_task, self.monitor_metric, self.higher_is_better = parse_monitor(monitor, self.tasks)
         self.monitor = monitor
-        params = list(self.model.parameters()) + list(self.weighting.parameters())
+        groups = [
+            {"params": list(g["params"]), "lr": lr * float(g.get("lr_scale", 1.0))}
+            for g in self.model.optimizer_groups()
+        ]
+        if list(self.weighting.parameters()):
+            groups.append({"params": list(self.weighting.parameters()), "lr": lr})
         self.optimizer = create_optimizer(
-            optimizer, params, {"lr": lr, "weight_decay": weight_decay, **(optimizer_params or {})}
+            optimizer, groups, {"lr": lr, "weight_decay": weight_decay, **(optimizer_params or {})}
         )
         self.scheduler = create_scheduler(scheduler, self.optimizer, scheduler_params or {}, epochs=epochs)
         self.epochs, self.batch_size, self.eval_batch_size = epochs, batch_size, eval_batch_size
