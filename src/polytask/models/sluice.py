@@ -1,0 +1,107 @@
+"""Sluice networks (Ruder, Bingel, Augenstein, Søgaard, "Latent Multi-task Architecture Learning",
+AAAI 2019).
+
+Per-task columns whose layer outputs are split into ``m`` subspaces. After every layer a learned
+``(T*m) x (T*m)`` alpha matrix mixes all subspaces of all tasks; each task's head reads a learned
+beta-weighted sum of that task's layer outputs (so tasks can pick their depth); an optional
+penalty ``sum_{t,l} ||G_1^T G_2||_F^2`` pushes the weight blocks of a layer's subspaces apart.
+Defaults follow the reference code: balanced alpha (every entry ``1/(T*m)``), beta 0.9 on the last
+layer and ``0.1/(L-1)`` on the others, orthogonality weight 0 (off).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from polytask.data.schema import InputSpec
+from polytask.models.base import MultiTaskModel
+from polytask.nn import TabularInput, TaskHeads
+from polytask.nn.columns import TaskColumns
+from polytask.registry import MODELS
+from polytask.tasks import Task
+
+
+def subspace_orthogonality(weight: Tensor, subspaces: int) -> Tensor:
+    """``sum_{a<b} ||G_a^T G_b||_F^2`` summed over tasks, for a column layer's weight
+    ``[T, in, C]`` whose output units are split into ``subspaces`` equal blocks ``G``."""
+    blocks = weight.chunk(subspaces, dim=-1)  # each [T, in, C/m]
+    total = weight.new_zeros(())
+    for a, b in itertools.combinations(blocks, 2):
+        total = total + torch.bmm(a.transpose(1, 2), b).square().sum()
+    return total
+
+
+@MODELS.register("sluice")
+class Sluice(MultiTaskModel):
+    """Sluice network: subspace-mixing alpha units between per-task layers, beta layer mixing (Ruder et al., 2019)."""
+
+    def __init__(
+        self,
+        input_spec: InputSpec,
+        tasks: Sequence[Task],
+        *,
+        hidden: list[int] = [32, 32],  # noqa: B006
+        subspaces: int = 2,
+        tower_hidden: list[int] = [8],  # noqa: B006
+        orthogonality: float = 0.0,
+        alpha_init: str = "balanced",
+        embedding_dim: int = 4,
+        activation: str = "relu",
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__(input_spec, tasks)
+        if not hidden or len(set(hidden)) != 1:
+            raise ValueError("hidden: sluice layers must all have the same width (beta sums their outputs)")
+        if subspaces < 1 or hidden[0] % subspaces:
+            raise ValueError(f"subspaces: {subspaces} must divide the layer width {hidden[0]}")
+        if alpha_init not in ("balanced", "imbalanced"):
+            raise ValueError("alpha_init must be 'balanced' or 'imbalanced'")
+        t, m, n_layers = len(tasks), subspaces, len(hidden)
+        self.subspaces, self.orthogonality = m, orthogonality
+        self.inputs = nn.ModuleList(TabularInput(input_spec, embedding_dim) for _ in tasks)
+        self.columns = TaskColumns(t, self.inputs[0].out_dim, hidden, act=activation, dropout=dropout)
+        size = t * m
+        if alpha_init == "balanced":
+            alpha = torch.full((size, size), 1.0 / size)
+        else:  # mostly keep each subspace where it is
+            alpha = torch.full((size, size), 0.1 / (size - 1) if size > 1 else 0.0)
+            alpha.fill_diagonal_(0.9 if size > 1 else 1.0)
+        self.alpha = nn.Parameter(alpha.expand(n_layers, -1, -1).clone())  # [L, T*m, T*m]
+        beta = torch.full((t, n_layers), 0.1 / (n_layers - 1) if n_layers > 1 else 0.0)
+        beta[:, -1] = 0.9 if n_layers > 1 else 1.0
+        self.beta = nn.Parameter(beta)  # [T, L]
+        self.heads = TaskHeads(tasks, hidden[-1], tower_hidden, act=activation, dropout=dropout)
+
+    def shared_modules(self) -> list[nn.Module]:
+        return []
+
+    def shared_parameters(self) -> list[nn.Parameter]:
+        return [self.alpha]
+
+    def forward(self, features: dict[str, Tensor]) -> dict[str, Tensor]:
+        h = torch.stack([inp(features) for inp in self.inputs])  # [T, B, in]
+        t, m = len(self.task_names), self.subspaces
+        outputs = []
+        for i, layer in enumerate(self.columns.layers):
+            h = layer(h)  # [T, B, C]
+            b, c = h.shape[1], h.shape[2]
+            sub = h.reshape(t, b, m, c // m).permute(0, 2, 1, 3).reshape(t * m, b, c // m)
+            sub = torch.einsum("ij,jbc->ibc", self.alpha[i], sub)
+            h = sub.reshape(t, m, b, c // m).permute(0, 2, 1, 3).reshape(t, b, c)
+            outputs.append(h)
+        mixed = torch.einsum("tl,ltbc->tbc", self.beta, torch.stack(outputs))
+        return self.heads(mixed)
+
+    def regularization(self) -> dict[str, Tensor]:
+        if not self.orthogonality or self.subspaces < 2:
+            return {}
+        penalty = sum(subspace_orthogonality(layer.linear.weight, self.subspaces) for layer in self.columns.layers)
+        return {"sluice_orthogonality": self.orthogonality * penalty}
+
+    def diagnostics(self) -> dict[str, Any]:
+        return {"alpha": self.alpha.detach().tolist(), "beta": dict(zip(self.task_names, self.beta.detach().tolist()))}
