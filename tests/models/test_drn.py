@@ -1,0 +1,67 @@
+"""DRN / MRN: the prior's penalty and the covariance update against explicit Kronecker algebra;
+the learned task covariance reflects related tasks."""
+
+from __future__ import annotations
+
+import torch
+from conftest import SPEC, make_tasks
+
+from polytask.models import create_model
+from polytask.models.drn import covariance_update, tensor_normal_penalty
+
+
+def _spd(n, g):
+    a = torch.randn(n, n, generator=g, dtype=torch.float64)
+    return a @ a.T + n * torch.eye(n, dtype=torch.float64)
+
+
+def test_penalty_and_updates_match_the_kronecker_closed_form():
+    g = torch.Generator().manual_seed(0)
+    t, d1, d2 = 3, 4, 2
+    w = torch.randn(t, d1, d2, generator=g, dtype=torch.float64)
+    p1, p2, p3 = _spd(d1, g), _spd(d2, g), _spd(t, g)
+    # vec ordering: i (D1) fastest, then j (D2), then t
+    v = w.permute(0, 2, 1).reshape(-1)
+    explicit = v @ torch.kron(p3, torch.kron(p2, p1)) @ v
+    torch.testing.assert_close(tensor_normal_penalty(w, p1, p2, p3), explicit)
+    eps = 1e-3
+    w3 = w.permute(0, 2, 1).reshape(t, d2 * d1)  # mode-3 unfolding, same column order
+    sigma3 = w3 @ torch.kron(p2, p1) @ w3.T / (d1 * d2) + eps * torch.eye(t, dtype=torch.float64)
+    torch.testing.assert_close(covariance_update(w, p1, p2, p3, 3, eps), sigma3)
+    w1 = w.permute(1, 0, 2).reshape(d1, t * d2)  # mode-1 unfolding: columns (t, j) with j fastest
+    sigma1 = w1 @ torch.kron(p3, p2) @ w1.T / (d2 * t) + eps * torch.eye(d1, dtype=torch.float64)
+    torch.testing.assert_close(covariance_update(w, p1, p2, p3, 1, eps), sigma1)
+    w2 = w.permute(2, 0, 1).reshape(d2, t * d1)  # mode-2 unfolding: columns (t, i) with i fastest
+    sigma2 = w2 @ torch.kron(p3, p1) @ w2.T / (d1 * t) + eps * torch.eye(d2, dtype=torch.float64)
+    torch.testing.assert_close(covariance_update(w, p1, p2, p3, 2, eps), sigma2)
+
+
+def test_task_covariance_sees_identical_task_layers_as_correlated():
+    torch.manual_seed(0)
+    tasks = make_tasks(3)
+    model = create_model("drn", SPEC, tasks, {"task_hidden": [6], "cov_update_every": 1})
+    with torch.no_grad():
+        w = model.columns.layers[0].linear.weight
+        w[1] = w[0]  # tasks 0 and 1 have identical layers, task 2 independent
+    model.train()
+    model.regularization()  # one step -> one closed-form update
+    corr = model.diagnostics()["task_correlation"]
+    assert corr[0][1] > 0.99
+    assert abs(corr[0][2]) < 0.5
+
+
+def test_updates_follow_the_schedule_and_penalty_is_reported():
+    tasks = make_tasks(2)
+    model = create_model("drn", SPEC, tasks, {"cov_update_every": 3})
+    model.train()
+    before = model.prec3_0.clone()
+    model.regularization()
+    model.regularization()
+    torch.testing.assert_close(model.prec3_0, before)  # not yet
+    reg = model.regularization()
+    assert not torch.equal(model.prec3_0, before)  # third step updated it
+    assert float(reg["drn_prior"].detach()) > 0
+    model.eval()
+    with torch.no_grad():
+        model.regularization()  # evaluation does not advance the schedule
+    assert int(model.steps) == 3
