@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from polytask.data.schema import InputSpec
 from polytask.models.base import MultiTaskModel
-from polytask.nn import TabularInput, TaskHeads
+from polytask.nn import PerTaskInputs, TaskHeads
 from polytask.nn.columns import TaskColumns
 from polytask.registry import MODELS
 from polytask.tasks import Task
@@ -59,8 +59,8 @@ class CrossStitch(MultiTaskModel):
         dropout: float = 0.0,
     ) -> None:
         super().__init__(input_spec, tasks)
-        self.inputs = nn.ModuleList(TabularInput(input_spec, embedding_dim) for _ in tasks)
-        self.columns = TaskColumns(len(tasks), self.inputs[0].out_dim, hidden, act=activation, dropout=dropout)
+        self.inputs = PerTaskInputs(input_spec, len(tasks), embedding_dim)
+        self.columns = TaskColumns(len(tasks), self.inputs.out_dim, hidden, act=activation, dropout=dropout)
         positions = list(range(len(hidden))) if stitch_after is None else list(stitch_after)
         bad = [i for i in positions if not 0 <= i < len(hidden)]
         if bad:
@@ -81,7 +81,7 @@ class CrossStitch(MultiTaskModel):
         return [{"params": rest}, {"params": list(self.units.parameters()), "lr_scale": self.stitch_lr_scale}]
 
     def forward(self, features: dict[str, Tensor]) -> dict[str, Tensor]:
-        h = torch.stack([inp(features) for inp in self.inputs])  # [T, B, in]
+        h = self.inputs(features)  # [T, B, in]
         for i, layer in enumerate(self.columns.layers):
             h = layer(h)
             unit = self.units[str(i)] if str(i) in self.units else None

@@ -8,12 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from polytask.data.schema import InputSpec
 from polytask.models.base import MultiTaskModel
-from polytask.nn import ParallelMLP, TabularInput, TaskHeads
+from polytask.nn import ParallelMLP, PerTaskInputs, TaskHeads
 from polytask.registry import MODELS
 from polytask.tasks import Task
 
@@ -34,11 +33,11 @@ class SingleTask(MultiTaskModel):
         dropout: float = 0.0,
     ) -> None:
         super().__init__(input_spec, tasks)
-        self.inputs = nn.ModuleList(TabularInput(input_spec, embedding_dim) for _ in tasks)
-        in_dim = self.inputs[0].out_dim
+        self.inputs = PerTaskInputs(input_spec, len(tasks), embedding_dim)
+        in_dim = self.inputs.out_dim
         self.body = ParallelMLP(len(tasks), in_dim, hidden, act=activation, dropout=dropout)
         self.heads = TaskHeads(tasks, self.body.out_dim, tower_hidden, act=activation, dropout=dropout)
 
     def forward(self, features: dict[str, Tensor]) -> dict[str, Tensor]:
-        x = torch.stack([inp(features) for inp in self.inputs])  # [T, B, in]
+        x = self.inputs(features)  # [T, B, in]
         return self.heads(self.body(x))

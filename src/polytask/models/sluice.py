@@ -20,7 +20,7 @@ from torch import Tensor, nn
 
 from polytask.data.schema import InputSpec
 from polytask.models.base import MultiTaskModel
-from polytask.nn import TabularInput, TaskHeads
+from polytask.nn import PerTaskInputs, TaskHeads
 from polytask.nn.columns import TaskColumns
 from polytask.registry import MODELS
 from polytask.tasks import Task
@@ -63,8 +63,8 @@ class Sluice(MultiTaskModel):
             raise ValueError("alpha_init must be 'balanced' or 'imbalanced'")
         t, m, n_layers = len(tasks), subspaces, len(hidden)
         self.subspaces, self.orthogonality = m, orthogonality
-        self.inputs = nn.ModuleList(TabularInput(input_spec, embedding_dim) for _ in tasks)
-        self.columns = TaskColumns(t, self.inputs[0].out_dim, hidden, act=activation, dropout=dropout)
+        self.inputs = PerTaskInputs(input_spec, len(tasks), embedding_dim)
+        self.columns = TaskColumns(t, self.inputs.out_dim, hidden, act=activation, dropout=dropout)
         size = t * m
         if alpha_init == "balanced":
             alpha = torch.full((size, size), 1.0 / size)
@@ -84,7 +84,7 @@ class Sluice(MultiTaskModel):
         return [self.alpha]
 
     def forward(self, features: dict[str, Tensor]) -> dict[str, Tensor]:
-        h = torch.stack([inp(features) for inp in self.inputs])  # [T, B, in]
+        h = self.inputs(features)  # [T, B, in]
         t, m = len(self.task_names), self.subspaces
         outputs = []
         for i, layer in enumerate(self.columns.layers):

@@ -12,11 +12,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from polytask.data.schema import InputSpec
 from polytask.models.base import MultiTaskModel
-from polytask.nn import TabularInput, TaskHeads
+from polytask.nn import PerTaskInputs, TaskHeads
 from polytask.nn.columns import TaskColumns
 from polytask.registry import MODELS
 from polytask.tasks import Task
@@ -49,12 +49,12 @@ class SoftSharing(MultiTaskModel):
         if alpha < 0:
             raise ValueError("alpha must be >= 0")
         self.alpha = alpha
-        self.inputs = nn.ModuleList(TabularInput(input_spec, embedding_dim) for _ in tasks)
-        self.columns = TaskColumns(len(tasks), self.inputs[0].out_dim, hidden, act=activation, dropout=dropout)
+        self.inputs = PerTaskInputs(input_spec, len(tasks), embedding_dim)
+        self.columns = TaskColumns(len(tasks), self.inputs.out_dim, hidden, act=activation, dropout=dropout)
         self.heads = TaskHeads(tasks, self.columns.out_dim, tower_hidden, act=activation, dropout=dropout)
 
     def forward(self, features: dict[str, Tensor]) -> dict[str, Tensor]:
-        x = torch.stack([inp(features) for inp in self.inputs])  # [T, B, in]
+        x = self.inputs(features)  # [T, B, in]
         return self.heads(self.columns(x))
 
     def stacked_parameters(self) -> list[Tensor]:

@@ -96,3 +96,20 @@ class TabularInput(nn.Module):
             x = features[f"dense:{name}"]
             parts.append(x.reshape(x.shape[0], -1))
         return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
+
+
+class PerTaskInputs(nn.ModuleList):
+    """One :class:`TabularInput` per task (for structures where tasks share no embeddings):
+    ``features`` -> ``[T, B, out_dim]``. Indexable like the list of encoders it is."""
+
+    def __init__(self, spec: InputSpec, num_tasks: int, embedding_dim: int = 4) -> None:
+        super().__init__(TabularInput(spec, embedding_dim) for _ in range(num_tasks))
+        self.out_dim = self[0].out_dim
+
+    def __getitem__(self, idx):  # a slice is a plain list of encoders
+        if isinstance(idx, slice):
+            return nn.ModuleList(list(self._modules.values())[idx])
+        return super().__getitem__(idx)
+
+    def forward(self, features: dict[str, Tensor]) -> Tensor:
+        return torch.stack([encoder(features) for encoder in self])
