@@ -31,7 +31,7 @@ MODELS = {
     "Shared-Bottom": {"model": {"name": "shared_bottom", "bottom_hidden": [128], "tower_hidden": [8]}},
     "OMoE": {"model": {"name": "omoe", "num_experts": 8, "expert_hidden": [16], "tower_hidden": [8]}},
     "MMoE": {"model": {"name": "mmoe", "num_experts": 8, "expert_hidden": [16], "tower_hidden": [8]}},
-    # the rest of the MMoE paper's row set and later structures (issue 3); not yet in the committed table
+    # the rest of the MMoE paper's row set, then later structures
     "L2-Constrained": {"model": {"name": "soft_sharing", "hidden": [64], "tower_hidden": [8], "alpha": 1e-3}},
     "Cross-Stitch": {"model": {"name": "cross_stitch", "hidden": [64, 32], "tower_hidden": [8]}},
     "Tensor-Factorization": {"model": {"name": "tensor_factorization", "hidden": [64], "tower_hidden": [8]}},
@@ -39,8 +39,9 @@ MODELS = {
     "DRN": {"model": {"name": "drn", "shared_hidden": [64], "task_hidden": [32]}},
     "CGC": {"model": {"name": "cgc", "specific_experts": 2, "shared_experts": 2, "expert_hidden": [16]}},
     "PLE": {"model": {"name": "ple", "num_levels": 2, "specific_experts": 2, "shared_experts": 2, "expert_hidden": [16]}},
+    "FAFS": {"model": {"name": "fafs", "hidden": [64, 32], "warmup_epochs": 2, "widen_every": 2}},
 }
-DEFAULT_MODELS = ["Single-Task", "Shared-Bottom", "OMoE", "MMoE"]
+DEFAULT_MODELS = list(MODELS)
 GROUPS = {1: ("income", "never_married"), 2: ("education_college", "never_married")}
 # MMoE paper Tables 1 and 2, mean AUC over 400 runs (main task, marital); see shared/reference/paper-results.md
 PAPER = {
@@ -64,6 +65,9 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--data-dir", default=None)
     ap.add_argument("--name", default="census")
+    ap.add_argument("--merge", default=None, metavar="JSON",
+                    help="take the rows of models not run now from an earlier results file made with the same "
+                         "seeds, epochs, patience and learning rates (e.g. to add a model to the table)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     start = time.time()
@@ -81,6 +85,7 @@ def main() -> None:
         "",
     ]
     payload = {"environment": environment(), "args": vars(args), "groups": {}}
+    earlier = _earlier_rows(args)
     for group in args.groups:
         main_task, aux = GROUPS[group]
         base = {
@@ -93,6 +98,9 @@ def main() -> None:
                         on_result=lambda r: print(f"group {group} {r['model']:14s} seed {r['seed']}: "
                                                   + ", ".join(f"{t} {r['test'][t]['auc']:.4f}" for t in (main_task, aux)),
                                                   flush=True))
+        rows = [r for r in earlier.get(str(group), []) if r["model"] not in args.models] + rows
+        order = {m: i for i, m in enumerate(MODELS)}
+        rows.sort(key=lambda r: (order[r["model"]], r["seed"]))
         metrics = {main_task: ["auc"], aux: ["auc"]}
         summary = summarize(rows, [main_task, aux], metrics, baseline="Single-Task")
         payload["groups"][group] = {"summary": summary, "rows": rows, "paper": PAPER[group]}
@@ -110,11 +118,28 @@ def main() -> None:
             lines.append(f"| {label} | {m['mean']:.4f} ± {m['std']:.4f} | {pm} | {a['mean']:.4f} ± {a['std']:.4f} | "
                          f"{pa} | {delta} | {entry['parameters']:,} | {entry['seconds_per_epoch']['mean']:.2f} |")
         lines.append("")
+    if args.merge:
+        kept = sorted({r["model"] for g in earlier.values() for r in g if r["model"] not in args.models}, key=list(MODELS).index)
+        lines += [f"Rows of {', '.join(kept)} come from an earlier run under the same budget and split "
+                  f"(`--merge`); the others were run now.", ""]
     lines += [f"Command: `python benchmarks/census.py {' '.join(sys.argv[1:])}`".rstrip()
               + f" ({(time.time() - start) / 60:.0f} min on {args.threads} threads)", ""]
     markdown = "\n".join(lines)
     print(markdown)
     write_results(args.name, payload, markdown)
+
+
+def _earlier_rows(args: argparse.Namespace) -> dict[str, list[dict]]:
+    """Rows by group from ``--merge``, after checking that they were made under the same budget."""
+    if not args.merge:
+        return {}
+    import json
+
+    old = json.loads(Path(args.merge).read_text())
+    for key in ("seeds", "epochs", "patience", "lrs", "max_rows"):
+        if old["args"].get(key) != getattr(args, key):
+            raise SystemExit(f"--merge {args.merge}: made with {key}={old['args'].get(key)}, not {getattr(args, key)}")
+    return {g: v["rows"] for g, v in old["groups"].items()}
 
 
 if __name__ == "__main__":

@@ -288,3 +288,8 @@ def test_config_is_a_pydantic_model_with_strict_sections():
     assert isinstance(config_from_dict(minimal()), Config)
     with pytest.raises(ConfigError):
         config_from_dict(minimal(), ["train.seed=1.5"])
+
+
+def test_a_task_can_be_given_by_name_alone():
+    cfg = config_from_dict({"data": {**FILES, "tasks": ["click", {"name": "spend", "kind": "regression"}]}})
+    assert [(t.name, t.kind) for t in cfg.data.tasks] == [("click", "binary"), ("spend", "regression")]

@@ -66,6 +66,8 @@ class FeaturesConfig(_Strict):
 
 
 class TaskConfig(_Strict):
+    """One task; a bare string ``"click"`` means ``{name: click}`` (a binary task on column click)."""
+
     name: str
     kind: Literal["binary", "regression", "multiclass"] = "binary"
     label: str | None = None
@@ -74,6 +76,11 @@ class TaskConfig(_Strict):
     weight: float = Field(1.0, ge=0)
     weight_column: str | None = None
     positive: str | int | float | bool | None = None
+
+    @pydantic.model_validator(mode="before")
+    @classmethod
+    def _from_name(cls, value: Any) -> Any:
+        return {"name": value} if isinstance(value, str) else value
 
 
 class SplitConfig(_Strict):

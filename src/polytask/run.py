@@ -104,7 +104,7 @@ class Run:
         torch.save(
             {
                 "model": self.config.model.name,
-                "params": self.config.model.params(),
+                "params": {**self.config.model.params(), **self.model.structure()},
                 "input_spec": self.model.input_spec.to_dict(),
                 "state_dict": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
                 "epoch": epoch,

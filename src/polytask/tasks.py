@@ -157,6 +157,15 @@ class Task:
     def loss(self, output: Tensor, label: Tensor, mask: Tensor, weight: Tensor | None = None) -> Tensor:
         return self.spec.loss(output, label, mask, weight)
 
+    def per_example_loss(self, output: Tensor, label: Tensor, mask: Tensor) -> Tensor:
+        """``[B]`` unweighted loss of every row, NaN where the row is unlabelled."""
+        mask = mask.bool()
+        row = mask.reshape(mask.shape + (1,) * (output.dim() - mask.dim()))
+        output = torch.where(row, output, output.new_zeros(()))
+        label = torch.where(mask, label, label.new_zeros(()))
+        loss = self.spec.elementwise_loss(output, label, mask).float()
+        return torch.where(mask, loss, torch.full_like(loss, float("nan")))
+
     def predict(self, output: Tensor) -> Tensor:
         return self.spec.predict(output)
 

@@ -45,3 +45,18 @@ def test_branch_affinity_complete_linkage_and_agglomerative_path():
     assert separation_cost(aff, [[0], [1], [2]]) == 0.0
     # the agglomerative search (used for many branches) finds the same grouping
     assert group_branches(aff, lam=10.0, max_exhaustive=1) == [[0, 1], [2]]
+
+
+def test_affinity_ignores_unlabelled_examples():
+    losses = _losses()
+    holes = losses.clone()
+    holes[:500, 2] = float("nan")  # task 2 unlabelled on the first 500 rows
+    aff = easy_hard_affinity(holes)
+    torch.testing.assert_close(aff[:2, :2], easy_hard_affinity(losses)[:2, :2])
+    # the (0, 2) pair is compared on the rows labelled for both, each task easy below its own mean
+    easy0 = losses[500:, 0] < losses[:, 0].mean()
+    easy2 = losses[500:, 2] < losses[500:, 2].mean()
+    assert abs(float(aff[0, 2]) - float((easy0 == easy2).float().mean())) < 1e-6
+    never = losses.clone()
+    never[:, 2] = float("nan")
+    assert float(easy_hard_affinity(never)[0, 2]) == 0.5

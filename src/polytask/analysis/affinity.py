@@ -19,11 +19,20 @@ from torch import Tensor
 
 
 def easy_hard_affinity(losses: Tensor) -> Tensor:
-    """``[N, T]`` per-example losses (on held-out data) -> ``[T, T]`` affinity in [0, 1]."""
-    easy = (losses < losses.mean(dim=0, keepdim=True)).float()
-    hard = 1.0 - easy
-    n = losses.shape[0]
-    return (easy.T @ easy + hard.T @ hard) / n
+    """``[N, T]`` per-example losses (on held-out data) -> ``[T, T]`` affinity in [0, 1].
+
+    NaN marks an unlabelled example: a task's mean loss uses its labelled rows, and a pair of
+    tasks is compared on the rows labelled for both (a pair with no such row gets affinity 0.5,
+    what independent tasks score)."""
+    labelled = ~torch.isnan(losses)
+    filled = torch.where(labelled, losses, torch.zeros((), dtype=losses.dtype))
+    mean = filled.sum(0, keepdim=True) / labelled.sum(0, keepdim=True).clamp_min(1)
+    both = labelled.to(losses.dtype)
+    easy = (filled < mean).to(losses.dtype) * both
+    hard = both - easy
+    pairs = both.T @ both
+    agree = easy.T @ easy + hard.T @ hard
+    return torch.where(pairs > 0, agree / pairs.clamp_min(1), torch.full_like(agree, 0.5))
 
 
 def branch_affinity(task_affinity: Tensor, branches: Sequence[Sequence[int]]) -> Tensor:

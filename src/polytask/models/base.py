@@ -8,7 +8,7 @@ that are part of the method (``regularization``), and may report diagnostics (ga
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from torch import Tensor, nn
@@ -71,4 +71,17 @@ class MultiTaskModel(nn.Module):
 
     def diagnostics(self) -> dict[str, Any]:
         """Cheap, JSON-able facts about the last forward pass (e.g. mean gate weights)."""
+        return {}
+
+    # -- models whose structure changes while they train (FAFS) ------------------------------
+    def adapt(self, epoch: int, probe: Callable[[], Tensor]) -> bool:
+        """Called by the trainer after every epoch. ``probe()`` returns per-example losses
+        ``[N, T]`` on held-out rows (NaN where a task is unlabelled). Return True when parameters
+        were added or removed: the trainer then rebuilds its optimiser, re-runs the weighting's
+        setup and restarts early stopping for the new structure."""
+        return False
+
+    def structure(self) -> dict[str, Any]:
+        """Constructor parameters that rebuild the current structure; saved with the checkpoint
+        (e.g. FAFS's branch tree), so a loaded run gets the architecture it was trained into."""
         return {}

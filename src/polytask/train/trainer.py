@@ -117,6 +117,8 @@ class Trainer:
             a checkpoint).
         callbacks: called with the trainer and the epoch's record after every epoch.
         progress: show a progress bar.
+        probe_rows: held-out rows (validation, else train) whose per-example losses a model that
+            changes its structure during training (FAFS) sees after each epoch.
     """
 
     def __init__(
@@ -144,6 +146,7 @@ class Trainer:
         on_improve: Callable[[Trainer], None] | None = None,
         callbacks: Sequence[Callable[[Trainer, dict[str, Any]], None]] = (),
         progress: bool = True,
+        probe_rows: int = 8192,
     ) -> None:
         self.device = resolve_device(device)
         self.model = model.to(self.device)
@@ -151,16 +154,8 @@ class Trainer:
         self.weighting = (weighting or Equal(self.tasks)).to(self.device)
         self.monitor_task, self.monitor_metric, self.higher_is_better = parse_monitor(monitor, self.tasks)
         self.monitor = monitor
-        groups = [
-            {"params": list(g["params"]), "lr": lr * float(g.get("lr_scale", 1.0))}
-            for g in self.model.optimizer_groups()
-        ]
-        if list(self.weighting.parameters()):
-            groups.append({"params": list(self.weighting.parameters()), "lr": lr})
-        self.optimizer = create_optimizer(
-            optimizer, groups, {"lr": lr, "weight_decay": weight_decay, **(optimizer_params or {})}
-        )
-        self.scheduler = create_scheduler(scheduler, self.optimizer, scheduler_params or {}, epochs=epochs)
+        self._optimizer_spec = (optimizer, lr, weight_decay, optimizer_params or {}, scheduler, scheduler_params or {}, epochs)
+        self._build_optimizer()
         self.epochs, self.batch_size, self.eval_batch_size = epochs, batch_size, eval_batch_size
         self.patience, self.min_delta, self.seed = patience, min_delta, seed
         self.grad_clip = grad_clip
@@ -168,12 +163,25 @@ class Trainer:
         self.on_improve = on_improve
         self.callbacks = list(callbacks)
         self.progress = progress
+        self.probe_rows = probe_rows
         self.history: list[dict[str, Any]] = []
         self.best_score: float | None = None
         self.best_epoch: int | None = None
         self.best_state: dict[str, Tensor] | None = None
         self.step = 0
         self.weighting.setup(self.model)
+
+    def _build_optimizer(self) -> None:
+        """(Re)create optimiser and scheduler over the model's current parameters."""
+        name, lr, weight_decay, params, scheduler, scheduler_params, epochs = self._optimizer_spec
+        groups = [
+            {"params": list(g["params"]), "lr": lr * float(g.get("lr_scale", 1.0))}
+            for g in self.model.optimizer_groups()
+        ]
+        if list(self.weighting.parameters()):
+            groups.append({"params": list(self.weighting.parameters()), "lr": lr})
+        self.optimizer = create_optimizer(name, groups, {"lr": lr, "weight_decay": weight_decay, **params})
+        self.scheduler = create_scheduler(scheduler, self.optimizer, scheduler_params, epochs=epochs)
 
     # ------------------------------------------------------------------------------------------
     def _backward(self, total: Tensor) -> None:
@@ -229,6 +237,17 @@ class Trainer:
         """``{task: {metric: value}}`` plus ``loss`` (sum of the task losses) on labelled rows."""
         return evaluate_table(self.model, self.tasks, table, self.eval_batch_size, self.device)
 
+    @torch.inference_mode()
+    def per_example_losses(self, table: TensorTable, max_rows: int | None = None) -> Tensor:
+        """``[N, T]`` loss of every row of ``table`` (the first ``max_rows``), NaN where unlabelled."""
+        if max_rows is not None and max_rows < len(table):
+            b = table.slice(0, max_rows)
+            table = TensorTable(b.features, b.labels, b.masks, b.weights)
+        outputs = self.predict_raw(table)
+        return torch.stack(
+            [t.per_example_loss(outputs[t.name], table.labels[t.name], table.masks[t.name]) for t in self.tasks], dim=1
+        )
+
     def score(self, metrics: dict[str, Any]) -> float:
         if self.monitor_task is None:
             return float(metrics["loss"])
@@ -272,6 +291,14 @@ class Trainer:
                     else:
                         stale += 1
                     bar.end_epoch(epoch, self.monitor, score, self.best_score)
+                probe_table = validation if validation is not None else train
+                if self.model.adapt(epoch, lambda: self.per_example_losses(probe_table, self.probe_rows)):
+                    # new parameters: a fresh optimiser over them, and early stopping restarts for the
+                    # new structure (the best weights so far belong to the old one)
+                    self._build_optimizer()
+                    self.weighting.setup(self.model)
+                    self.best_score, self.best_state, stale = None, None, 0
+                    record["structure"] = self.model.structure()
                 ws = self.weighting.state()
                 if ws:
                     record["weighting"] = ws
