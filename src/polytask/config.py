@@ -140,6 +140,11 @@ class TrainConfig(_Strict):
     seed: int = 0
     device: str = "auto"
     threads: int | None = Field(None, ge=1)
+    amp: Literal["none", "bf16", "fp16"] = "none"
+    accumulate: int = Field(1, ge=1)
+    l1: float = Field(0.0, ge=0)
+    l2: float = Field(0.0, ge=0)
+    log_every: int | None = Field(50, ge=1)
     progress: bool = True
     grad_clip: float | None = Field(None, gt=0)
 

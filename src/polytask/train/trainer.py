@@ -25,7 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from polytask.data.loader import BatchLoader
-from polytask.data.table import TensorTable
+from polytask.data.table import Batch, TensorTable
 from polytask.errors import ConfigError
 from polytask.metrics import HIGHER_IS_BETTER, compute_metrics
 from polytask.tasks import Task
@@ -112,6 +112,13 @@ class Trainer:
         seed: seeds the batch order.
         device: ``auto`` (CUDA if present), ``cpu``, ``cuda``...
         grad_clip: clip the global gradient norm.
+        amp: ``bf16`` autocast (CPU or CUDA) or ``fp16`` autocast with a gradient scaler (CUDA only).
+        accumulate: micro-batches per optimiser step (each ``batch_size`` rows; gradient methods
+            combine the task gradients of each micro-batch).
+        l1, l2: ``l1 * sum|w|`` and ``l2/2 * sum w^2`` over the model's weight matrices and
+            embeddings (not biases), added as loss terms of their own and logged separately.
+        log_every: every this many optimiser steps, record the task weights and the pairwise
+            cosine similarity of the task gradients (of the shared parameters) in the log.
         log_path: JSONL file, one line per epoch.
         on_improve: called with the trainer whenever the monitored score improves (e.g. to save
             a checkpoint).
@@ -142,6 +149,11 @@ class Trainer:
         seed: int = 0,
         device: str | torch.device = "auto",
         grad_clip: float | None = None,
+        amp: str = "none",
+        accumulate: int = 1,
+        l1: float = 0.0,
+        l2: float = 0.0,
+        log_every: int | None = 50,
         log_path: str | os.PathLike | None = None,
         on_improve: Callable[[Trainer], None] | None = None,
         callbacks: Sequence[Callable[[Trainer, dict[str, Any]], None]] = (),
@@ -159,6 +171,15 @@ class Trainer:
         self.epochs, self.batch_size, self.eval_batch_size = epochs, batch_size, eval_batch_size
         self.patience, self.min_delta, self.seed = patience, min_delta, seed
         self.grad_clip = grad_clip
+        if amp not in ("none", "bf16", "fp16"):
+            raise ConfigError(f"train.amp: {amp!r} is not one of none, bf16, fp16")
+        if amp == "fp16" and self.device.type != "cuda":
+            raise ConfigError("train.amp: fp16 needs a CUDA device (use bf16 on the CPU)")
+        if accumulate < 1:
+            raise ConfigError("train.accumulate: must be >= 1")
+        self.amp, self.accumulate, self.l1, self.l2, self.log_every = amp, accumulate, l1, l2, log_every
+        self.scaler = torch.amp.GradScaler("cuda") if amp == "fp16" else None
+        self.world_size, self.rank = _distributed()
         self.log_path = Path(log_path) if log_path else None
         self.on_improve = on_improve
         self.callbacks = list(callbacks)
@@ -184,50 +205,170 @@ class Trainer:
         self.scheduler = create_scheduler(scheduler, self.optimizer, scheduler_params, epochs=epochs)
 
     # ------------------------------------------------------------------------------------------
-    def _backward(self, total: Tensor) -> None:
-        total.backward()
+    # -- one step ------------------------------------------------------------------------------
+    def _loss_scale(self) -> float:
+        return float(self.scaler.get_scale()) if self.scaler is not None else 1.0
+
+    def _backward(self, tensor: Tensor, gradient: Tensor | None = None, inputs: Sequence[Tensor] | None = None,
+                  retain_graph: bool | None = None) -> None:
+        """Backward with the AMP loss scale and the accumulation average applied."""
+        factor = self._loss_scale() / self.accumulate
+        if gradient is not None:
+            tensor.backward(gradient * factor, inputs=inputs, retain_graph=retain_graph)
+        else:
+            (tensor * factor if factor != 1.0 else tensor).backward(inputs=inputs, retain_graph=retain_graph)
+
+    def _all_reduce(self, tensor: Tensor, op: str = "sum") -> Tensor:
+        if self.world_size == 1:
+            return tensor
+        import torch.distributed as dist
+
+        out = tensor.detach().clone()
+        dist.all_reduce(out, op=dist.ReduceOp.SUM)
+        return out / self.world_size if op == "mean" else out
+
+    def _penalties(self) -> dict[str, Tensor]:
+        extra = dict(self.model.regularization())
+        if self.l1 or self.l2:
+            weights = [p for p in self.model.parameters() if p.requires_grad and p.dim() > 1]
+            if self.l1:
+                extra["l1"] = self.l1 * sum(p.abs().sum() for p in weights)
+            if self.l2:
+                extra["l2"] = 0.5 * self.l2 * sum(p.square().sum() for p in weights)
+        return extra
+
+    def _shard(self, batch: Batch) -> Batch | None:
+        """This process's contiguous share of a global batch (None if the batch is too small)."""
+        n = len(batch)
+        per = n // self.world_size
+        if per == 0:
+            return None
+        start = self.rank * per
+        stop = n if self.rank == self.world_size - 1 else start + per
+        b = batch
+        return Batch(*({k: v[start:stop] for k, v in d.items()} for d in (b.features, b.labels, b.masks, b.weights)))
+
+    def _globalise(self, losses: dict[str, Tensor], batch: Batch) -> dict[str, Tensor]:
+        """Rescale each process's per-task mean loss so that the average over processes is the mean
+        over the labelled rows of the whole batch (processes may hold different label counts)."""
+        names = list(losses)
+        local = torch.stack([
+            (batch.masks[n].float() * batch.weights[n]).sum() if n in batch.weights else batch.masks[n].float().sum()
+            for n in names
+        ])
+        total = self._all_reduce(local, "sum")
+        factor = torch.where(total > 0, local * self.world_size / total.clamp_min(1e-12), torch.ones_like(local))
+        return {n: losses[n] * factor[i] for i, n in enumerate(names)}
+
+    def _task_cosines(self, losses: dict[str, Tensor], ctx: StepContext) -> dict[str, Any] | None:
+        from polytask.weighting.gradient import cosine_from_gram, task_gradients
+
+        shared = self.model.shared_parameters()
+        names = ctx.active(list(losses))
+        if not shared or len(names) < 2:
+            return None
+        g = self._all_reduce(task_gradients([losses[n] for n in names], shared, ctx.loss_scale), "mean")
+        return {"tasks": names, "matrix": cosine_from_gram(g @ g.T).tolist()}
+
+    def _all_reduce_grads(self) -> None:
+        params = [p for p in self.model.parameters() if p.grad is not None]
+        params += [p for p in self.weighting.parameters() if p.grad is not None]
+        if not params:
+            return
+        flat = self._all_reduce(torch.cat([p.grad.reshape(-1) for p in params]), "mean")
+        offset = 0
+        for p in params:
+            n = p.numel()
+            p.grad.copy_(flat[offset : offset + n].view_as(p.grad))
+            offset += n
+
+    def _forward_losses(self, batch: Batch) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+        amp = self.amp != "none"
+        with torch.autocast(self.device.type, dtype=torch.bfloat16 if self.amp == "bf16" else torch.float16, enabled=amp):
+            outputs = self.model(batch.features)
+            losses = {
+                t.name: t.loss(outputs[t.name], batch.labels[t.name], batch.masks[t.name], batch.weights.get(t.name))
+                for t in self.tasks
+            }
+            extra = self._penalties()
+        if self.world_size > 1:
+            losses = self._globalise(losses, batch)
+        return losses, extra
 
     def train_epoch(self, loader: BatchLoader, bar: Any = None) -> dict[str, Any]:
-        """One pass over the training data; returns mean batch losses and mean task weights."""
+        """One pass over the training data; returns mean batch losses and mean task weights (and,
+        every ``log_every`` steps, the step's weights and task-gradient cosines)."""
         model, tasks, weighting, opt = self.model, self.tasks, self.weighting, self.optimizer
         model.train()
         names = [t.name for t in tasks]
         loss_sum = torch.zeros(len(tasks), device=self.device)
         weight_sum = torch.zeros(len(tasks), device=self.device)
         extra_sum: dict[str, Tensor] = {}
+        steps: list[dict[str, Any]] = []
         batches = 0
+        total_batches = len(loader)
         non_blocking = self.device.type == "cuda"
         for batch in loader:
             if self.device.type != "cpu":
                 batch = batch.to(self.device, non_blocking=non_blocking)
-            outputs = model(batch.features)
-            losses = {
-                t.name: t.loss(outputs[t.name], batch.labels[t.name], batch.masks[t.name], batch.weights.get(t.name))
-                for t in tasks
-            }
-            extra = model.regularization()
-            opt.zero_grad(set_to_none=True)
-            ctx = StepContext(model=model, backward=self._backward, masks=batch.masks, step=self.step)
+            if self.world_size > 1:
+                batch = self._shard(batch)
+                if batch is None:
+                    continue
+            micro = batches % self.accumulate
+            last_micro = micro == self.accumulate - 1 or batches == total_batches - 1
+            losses, extra = self._forward_losses(batch)
+            if micro == 0:
+                opt.zero_grad(set_to_none=True)
+            record = bool(self.log_every) and last_micro and self.step % self.log_every == 0
+            ctx = StepContext(model=model, backward=self._backward, masks=batch.masks, step=self.step,
+                              loss_scale=self._loss_scale(), all_reduce=self._all_reduce, world_size=self.world_size,
+                              record=record, accumulation=self.accumulate)
+            if record and not weighting.computes_task_gradients:
+                cos = self._task_cosines(losses, ctx)
+                if cos is not None:
+                    ctx.log["cosine"] = cos
             weights = weighting.backward(losses, extra, ctx)
-            if self.grad_clip:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), self.grad_clip)
-            opt.step()
+            if last_micro:
+                self._optimizer_step()
+                if weighting.wants_losses_after_step:
+                    with torch.no_grad():
+                        weighting.after_step(losses, lambda b=batch: self._forward_losses(b)[0], ctx)
+                self.step += 1
             with torch.no_grad():
                 loss_sum += torch.stack([losses[n].detach().float() for n in names])
-                weight_sum += torch.stack([torch.as_tensor(weights.get(n, 0.0), device=self.device).float() for n in names])
+                w = torch.stack([torch.as_tensor(weights.get(n, 0.0), device=self.device).float() for n in names])
+                weight_sum += w
                 for k, v in extra.items():
                     extra_sum[k] = extra_sum.get(k, 0.0) + v.detach().float()
+            if record:
+                steps.append({"step": self.step - 1, "weights": dict(zip(names, w.tolist())), **ctx.log})
             batches += 1
-            self.step += 1
             if bar is not None:
                 bar.advance(batches, loss_sum)
         n = max(batches, 1)
         losses_mean = (loss_sum / n).tolist()
-        return {
+        out = {
             "train_loss": dict(zip(names, losses_mean)),
             "weights": dict(zip(names, (weight_sum / n).tolist())),
             "regularization": {k: float(v) / n for k, v in extra_sum.items()},
         }
+        if steps:
+            out["steps"] = steps
+        return out
+
+    def _optimizer_step(self) -> None:
+        if self.world_size > 1:
+            self._all_reduce_grads()
+        if self.scaler is not None:
+            self.scaler.unscale_(self.optimizer)
+        if self.grad_clip:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
 
     def predict_raw(self, table: TensorTable) -> dict[str, Tensor]:
         """Raw outputs for every row of ``table`` (on the CPU), in row order."""
@@ -329,6 +470,15 @@ class Trainer:
         if self.log_path is not None:
             with self.log_path.open("a") as fh:
                 fh.write(json.dumps(record, default=_jsonable) + "\n")
+
+
+def _distributed() -> tuple[int, int]:
+    """(world size, rank) of an initialised ``torch.distributed`` process group, else (1, 0)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_world_size(), dist.get_rank()
+    return 1, 0
 
 
 def _jsonable(value: Any) -> Any:

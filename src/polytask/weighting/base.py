@@ -13,7 +13,7 @@ It never knows which architecture it trains: it sees the model only through
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import torch
@@ -27,22 +27,50 @@ from polytask.tasks import Task
 MODES = ("loss", "parameter", "representation")
 
 
+def plain_backward(tensor: Tensor, gradient: Tensor | None = None, inputs: Sequence[Tensor] | None = None,
+                   retain_graph: bool | None = None) -> None:
+    """``tensor.backward`` with no loss scaling or accumulation (what a trainer-less caller uses)."""
+    tensor.backward(gradient, inputs=inputs, retain_graph=retain_graph)
+
+
 @dataclass
 class StepContext:
     """What the trainer hands a weighting each step.
 
-    ``backward(tensor)`` runs backward through the trainer's machinery (AMP loss scaling, gradient
-    accumulation); ``masks`` are the batch's label masks: a task whose mask is all False has a
-    zero loss and must be left out of a gradient combination (see :meth:`label_counts`).
+    ``backward(tensor, gradient=None, inputs=None)`` runs backward through the trainer's machinery
+    (AMP loss scaling, division by the ``accumulation`` count); ``loss_scale`` is the AMP factor
+    it applies (a gradient method that differentiates losses itself divides by it, see
+    :mod:`polytask.weighting.gradient`). ``masks`` are the batch's label masks: a task with no
+    labelled row has a zero loss and is left out of any combination (see :meth:`active`).
+    ``all_reduce(tensor, op)`` sums (``op="sum"``) or averages (``"mean"``) a tensor over the
+    processes of a distributed run (identity in a single process). ``record`` is True on the steps
+    whose task-gradient cosines go into the log; a method that computes task gradients anyway puts
+    them in ``log["cosine"]``.
     """
 
     model: nn.Module
-    backward: Callable[[Tensor], None]
-    masks: Mapping[str, Tensor]
+    backward: Callable[..., None] = plain_backward
+    masks: Mapping[str, Tensor] = field(default_factory=dict)
     step: int = 0
+    loss_scale: float = 1.0
+    all_reduce: Callable[[Tensor, str], Tensor] = field(default=lambda t, op="sum": t)
+    world_size: int = 1
+    accumulation: int = 1
+    record: bool = False
+    log: dict[str, Any] = field(default_factory=dict)
 
     def label_counts(self) -> dict[str, Tensor]:
-        return {name: mask.sum() for name, mask in self.masks.items()}
+        """Labelled rows per task in the whole (all-process) batch."""
+        names = list(self.masks)
+        counts = self.all_reduce(torch.stack([self.masks[n].sum() for n in names]).float(), "sum")
+        return dict(zip(names, counts))
+
+    def active(self, names: Sequence[str]) -> list[str]:
+        """The tasks among ``names`` with at least one labelled row in this (global) batch."""
+        counts = self.label_counts()
+        present = [n for n in names if n in counts]
+        flags = torch.stack([counts[n] > 0 for n in present]).tolist() if present else []
+        return [n for n, f in zip(present, flags) if f] + [n for n in names if n not in counts]
 
 
 class Weighting(nn.Module):
@@ -54,6 +82,12 @@ class Weighting(nn.Module):
 
     #: modes this method supports; the first is its default
     modes: ClassVar[tuple[str, ...]] = ("loss",)
+    #: True for methods that compute per-task gradients themselves (they log gradient cosines;
+    #: for the others the trainer measures them every ``log_every`` steps)
+    computes_task_gradients: ClassVar[bool] = False
+    #: True for methods that need the batch's losses again after the optimiser step (FAMO): the
+    #: trainer then calls :meth:`after_step` with a closure that recomputes them
+    wants_losses_after_step: ClassVar[bool] = False
 
     def __init__(self, tasks: Sequence[Task], *, mode: str | None = None) -> None:
         super().__init__()
@@ -81,6 +115,10 @@ class Weighting(nn.Module):
             total = total + term
         ctx.backward(total)
         return w
+
+    def after_step(self, losses: Mapping[str, Tensor], recompute: Callable[[], Mapping[str, Tensor]], ctx: StepContext) -> None:
+        """After the optimiser step (only if :attr:`wants_losses_after_step`): ``losses`` as used
+        in the step, ``recompute()`` the same batch's losses under the updated parameters."""
 
     def on_epoch_end(self, epoch: int, train_losses: Mapping[str, float]) -> None:
         """Epoch-level state updates (e.g. DWA's loss ratios)."""
