@@ -23,7 +23,7 @@ def _step(weighting_name, params=None, masks_off=()):
         batch.masks[name][:] = False
     out = model(batch.features)
     losses = {t.name: t.loss(out[t.name], batch.labels[t.name], batch.masks[t.name]) for t in tasks}
-    ctx = StepContext(model=model, backward=lambda t: t.backward(), masks=batch.masks)
+    ctx = StepContext(model=model, masks=batch.masks)
     weights = w.backward(losses, {}, ctx)
     return model, tasks, batch, losses, weights
 
