@@ -20,14 +20,18 @@ from torch import Tensor, nn
 
 from polytask.data.schema import InputSpec
 from polytask.models.base import MultiTaskModel
-from polytask.nn import Gates, ParallelMLP, TabularInput, TaskHeads
+from polytask.nn import Gates, InputEncoderName, ParallelMLP, TaskHeads, make_input
 from polytask.registry import MODELS
 from polytask.tasks import Task
 
 
 @MODELS.register("mmoe")
 class MMoE(MultiTaskModel):
-    """Multi-gate Mixture-of-Experts: shared experts, one softmax gate per task (Ma et al., KDD 2018)."""
+    """Multi-gate Mixture-of-Experts: shared experts, one softmax gate per task (Ma et al., KDD 2018).
+
+    ``encoder``/``encoder_params`` pick the shared input encoder (see :mod:`polytask.nn.inputs`);
+    experts and gates read its output.
+    """
 
     one_gate: bool = False
 
@@ -40,6 +44,8 @@ class MMoE(MultiTaskModel):
         expert_hidden: list[int] = [16],  # noqa: B006 - paper's synthetic setting
         tower_hidden: list[int] = [8],  # noqa: B006
         embedding_dim: int = 4,
+        encoder: InputEncoderName = "tabular",
+        encoder_params: dict[str, Any] = {},  # noqa: B006 - read-only default
         gate_bias: bool = False,
         activation: str = "relu",
         dropout: float = 0.0,
@@ -49,7 +55,7 @@ class MMoE(MultiTaskModel):
             raise ValueError("num_experts must be >= 1")
         if not expert_hidden:
             raise ValueError("expert_hidden needs at least one layer")
-        self.input = TabularInput(input_spec, embedding_dim)
+        self.input = make_input(input_spec, encoder, embedding_dim=embedding_dim, params=encoder_params)
         self.experts = ParallelMLP(num_experts, self.input.out_dim, expert_hidden, act=activation, dropout=dropout)
         self.gates = Gates(self.input.out_dim, num_experts, 1 if self.one_gate else len(tasks), bias=gate_bias)
         self.heads = TaskHeads(tasks, self.experts.out_dim, tower_hidden, act=activation, dropout=dropout)

@@ -6,19 +6,24 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from torch import Tensor, nn
 
 from polytask.data.schema import InputSpec
 from polytask.models.base import MultiTaskModel
-from polytask.nn import MLP, TabularInput, TaskHeads
+from polytask.nn import MLP, InputEncoderName, TaskHeads, make_input
 from polytask.registry import MODELS
 from polytask.tasks import Task
 
 
 @MODELS.register("shared_bottom")
 class SharedBottom(MultiTaskModel):
-    """Hard parameter sharing: a shared bottom MLP under one tower per task."""
+    """Hard parameter sharing: a shared bottom MLP under one tower per task.
+
+    ``encoder`` picks the input encoder (``tabular``, or ``cnn`` for an image feature) and
+    ``encoder_params`` its settings (see :mod:`polytask.nn.inputs`); the encoder is shared.
+    """
 
     def __init__(
         self,
@@ -28,11 +33,13 @@ class SharedBottom(MultiTaskModel):
         bottom_hidden: list[int] = [113],  # noqa: B006 - parameter-matched to 8x16 MMoE at d=100
         tower_hidden: list[int] = [8],  # noqa: B006
         embedding_dim: int = 4,
+        encoder: InputEncoderName = "tabular",
+        encoder_params: dict[str, Any] = {},  # noqa: B006 - read-only default
         activation: str = "relu",
         dropout: float = 0.0,
     ) -> None:
         super().__init__(input_spec, tasks)
-        self.input = TabularInput(input_spec, embedding_dim)
+        self.input = make_input(input_spec, encoder, embedding_dim=embedding_dim, params=encoder_params)
         self.bottom = MLP(self.input.out_dim, bottom_hidden, act=activation, dropout=dropout)
         self.heads = TaskHeads(tasks, self.bottom.out_dim, tower_hidden, act=activation, dropout=dropout)
 

@@ -7,19 +7,23 @@ input embeddings and its own MLP; the networks are stacked and evaluated as one 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from torch import Tensor
 
 from polytask.data.schema import InputSpec
 from polytask.models.base import MultiTaskModel
-from polytask.nn import ParallelMLP, PerTaskInputs, TaskHeads
+from polytask.nn import InputEncoderName, ParallelMLP, PerTaskInputs, TaskHeads
 from polytask.registry import MODELS
 from polytask.tasks import Task
 
 
 @MODELS.register("single_task")
 class SingleTask(MultiTaskModel):
-    """Independent per-task networks (input embeddings, hidden layers, tower): the STL baseline."""
+    """Independent per-task networks (input embeddings, hidden layers, tower): the STL baseline.
+
+    ``encoder``/``encoder_params`` pick each task's own input encoder (see :mod:`polytask.nn.inputs`).
+    """
 
     def __init__(
         self,
@@ -29,11 +33,13 @@ class SingleTask(MultiTaskModel):
         hidden: list[int] = [64],  # noqa: B006 - read-only default, documented in the signature
         tower_hidden: list[int] = [],  # noqa: B006
         embedding_dim: int = 4,
+        encoder: InputEncoderName = "tabular",
+        encoder_params: dict[str, Any] = {},  # noqa: B006 - read-only default
         activation: str = "relu",
         dropout: float = 0.0,
     ) -> None:
         super().__init__(input_spec, tasks)
-        self.inputs = PerTaskInputs(input_spec, len(tasks), embedding_dim)
+        self.inputs = PerTaskInputs(input_spec, len(tasks), embedding_dim, encoder, encoder_params)
         in_dim = self.inputs.out_dim
         self.body = ParallelMLP(len(tasks), in_dim, hidden, act=activation, dropout=dropout)
         self.heads = TaskHeads(tasks, self.body.out_dim, tower_hidden, act=activation, dropout=dropout)

@@ -8,6 +8,9 @@ several times faster than the built-in embedding backward at these sizes
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import torch
 from torch import Tensor, nn
 
@@ -99,11 +102,25 @@ class TabularInput(nn.Module):
 
 
 class PerTaskInputs(nn.ModuleList):
-    """One :class:`TabularInput` per task (for structures where tasks share no embeddings):
-    ``features`` -> ``[T, B, out_dim]``. Indexable like the list of encoders it is."""
+    """One input encoder per task (for structures where tasks share no embeddings):
+    ``features`` -> ``[T, B, out_dim]``. Indexable like the list of encoders it is.
 
-    def __init__(self, spec: InputSpec, num_tasks: int, embedding_dim: int = 4) -> None:
-        super().__init__(TabularInput(spec, embedding_dim) for _ in range(num_tasks))
+    ``encoder``/``encoder_params`` choose the encoder as in :func:`polytask.nn.inputs.make_input`
+    (default: a :class:`TabularInput` per task)."""
+
+    def __init__(
+        self,
+        spec: InputSpec,
+        num_tasks: int,
+        embedding_dim: int = 4,
+        encoder: str = "tabular",
+        encoder_params: Mapping[str, Any] | None = None,
+    ) -> None:
+        from polytask.nn.inputs import make_input  # inputs imports this module
+
+        super().__init__(
+            make_input(spec, encoder, embedding_dim=embedding_dim, params=encoder_params) for _ in range(num_tasks)
+        )
         self.out_dim = self[0].out_dim
 
     def __getitem__(self, idx):  # a slice is a plain list of encoders
