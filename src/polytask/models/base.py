@@ -54,6 +54,20 @@ class MultiTaskModel(nn.Module):
                     params.append(p)
         return params
 
+    def last_shared_parameters(self) -> list[nn.Parameter]:
+        """The parameters ``W`` of the last shared layer (GradNorm balances the task gradient norms
+        there). Default: the direct parameters of the last submodule (in registration order) that
+        holds any, inside the last of :meth:`shared_modules`; :meth:`shared_parameters` when there
+        are no shared modules (empty for independent networks). A model whose last shared layer is
+        something else overrides this."""
+        modules = self.shared_modules()
+        if not modules:
+            return self.shared_parameters()
+        holders = [m for m in modules[-1].modules() if any(p.requires_grad for p in m.parameters(recurse=False))]
+        if not holders:
+            return self.shared_parameters()
+        return [p for p in holders[-1].parameters(recurse=False) if p.requires_grad]
+
     def share(self, representation: Tensor) -> Tensor:
         """Mark the shared representation; kept only while a weighting asked for it."""
         if self.capture_representation:

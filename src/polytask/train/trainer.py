@@ -347,6 +347,8 @@ class Trainer:
             if bar is not None:
                 bar.advance(batches, loss_sum)
         n = max(batches, 1)
+        if self.world_size > 1:  # every process logs (and hands the weighting) the global epoch means
+            loss_sum, weight_sum = self._all_reduce(loss_sum, "mean"), self._all_reduce(weight_sum, "mean")
         losses_mean = (loss_sum / n).tolist()
         out = {
             "train_loss": dict(zip(names, losses_mean)),

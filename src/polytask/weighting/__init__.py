@@ -8,7 +8,7 @@ from typing import Any
 from polytask.params import validate_params
 from polytask.registry import WEIGHTINGS
 from polytask.tasks import Task
-from polytask.weighting import equal, fixed, pcgrad  # noqa: F401 - registers the methods
+from polytask.weighting import aligned_mtl, cagrad, dwa, equal, famo, fixed, gls, graddrop, gradnorm, gradvac, imtl, mgda, nash_mtl, pcgrad, rlw, uncertainty, upgrad  # noqa: F401 - registers the methods
 from polytask.weighting.base import StepContext, Weighting
 from polytask.weighting.equal import Equal
 from polytask.weighting.fixed import Fixed

@@ -72,6 +72,17 @@ class StepContext:
         flags = torch.stack([counts[n] > 0 for n in present]).tolist() if present else []
         return [n for n, f in zip(present, flags) if f] + [n for n in names if n not in counts]
 
+    def active_flags(self, names: Sequence[str], device: torch.device | str | None = None) -> Tensor:
+        """Bool tensor ``[len(names)]``, True for the tasks :meth:`active` returns, computed on the
+        device without a host synchronisation (for loss-level methods on the hot path)."""
+        counts = self.label_counts() if any(n in self.masks for n in names) else {}
+        if device is None:
+            device = next(iter(counts.values())).device if counts else "cpu"
+        if not names:
+            return torch.zeros(0, dtype=torch.bool, device=device)
+        yes = torch.ones((), dtype=torch.bool, device=device)
+        return torch.stack([(counts[n] > 0).to(device) if n in counts else yes for n in names])
+
 
 class Weighting(nn.Module):
     """Base class: subclasses implement :meth:`weights` (loss-level) or override :meth:`backward`.
@@ -126,6 +137,18 @@ class Weighting(nn.Module):
     def state(self) -> dict[str, Any]:
         """JSON-able state for the log."""
         return {}
+
+
+def masked_softmax(logits: Tensor, flags: Tensor) -> Tensor:
+    """``softmax`` over the entries where ``flags`` is True, 0 elsewhere (all 0, not NaN, when no
+    entry is flagged)."""
+    if logits.numel() == 0:
+        return logits
+    top = torch.where(flags, logits, torch.full_like(logits, float("-inf"))).max().detach()
+    top = torch.where(torch.isfinite(top), top, torch.zeros_like(top))
+    # exp of 0 (not of the logit) where unflagged: no overflow there, so no NaN in the backward
+    e = torch.where(flags, torch.exp(torch.where(flags, logits - top, torch.zeros_like(logits))), torch.zeros_like(logits))
+    return e / e.sum().clamp_min(torch.finfo(e.dtype).tiny)
 
 
 def _device(losses: Mapping[str, Tensor]) -> torch.device:

@@ -23,6 +23,12 @@ one process on the whole batch.
 
 AMP: the trainer's ``backward`` multiplies by ``ctx.loss_scale``; task gradients are taken of the
 scaled losses and divided by it, so methods see true gradients.
+
+Hooks for methods with state: :meth:`GradientWeighting.scale_losses` transforms the losses before
+anything is differentiated (IMTL-L's learned loss scales); the weighting's own parameters get the
+gradient of the sum of the transformed losses in both modes. ``active_tasks`` holds the names of
+the rows of ``G`` while :meth:`~GradientWeighting.direction` runs (methods that keep per-task
+state, e.g. GradVac's cosine targets, index it by name).
 """
 
 from __future__ import annotations
@@ -65,6 +71,14 @@ class GradientWeighting(Weighting):
 
     def __init__(self, tasks: Sequence[Task], *, mode: str | None = None) -> None:
         super().__init__(tasks, mode=mode)
+        #: names of the tasks whose gradients are the rows of ``G`` in the current step
+        self.active_tasks: list[str] = []
+
+    def scale_losses(self, losses: Mapping[str, Tensor]) -> Mapping[str, Tensor]:
+        """Transform the task losses before any gradient is taken (identity here). The method's
+        gradients, the task-specific parameters' gradients and the weighting's own parameters'
+        gradients are then all those of the transformed losses."""
+        return losses
 
     def combine(self, grads: Tensor, gram: Tensor, losses: Tensor) -> Tensor:
         """``alpha [k]`` from the task gradients ``grads [k, P]`` (the local rows in representation
@@ -79,7 +93,9 @@ class GradientWeighting(Weighting):
     # ------------------------------------------------------------------------------------------
     def backward(self, losses: Mapping[str, Tensor], extra: Mapping[str, Tensor], ctx: StepContext) -> dict[str, Tensor]:
         model = ctx.model
+        losses = self.scale_losses(losses)
         names = ctx.active(list(losses))
+        self.active_tasks = names
         device = next(iter(losses.values())).device
         weights = {n: torch.zeros((), device=device) for n in losses}
         penalty = sum(extra.values(), torch.zeros((), device=device))
@@ -117,6 +133,7 @@ class GradientWeighting(Weighting):
             update, alpha = self.direction(grads, gram, stacked)
             shared_ids = {id(p) for p in model.shared_parameters()}
             own = [p for p in model.parameters() if p.requires_grad and id(p) not in shared_ids]
+            own += [p for p in self.parameters() if p.requires_grad]  # e.g. IMTL-L's loss scales
             if own:
                 ctx.backward(sum(losses[n] for n in names), inputs=own, retain_graph=True)
             if extra:
