@@ -35,7 +35,7 @@ from common import environment, write_results  # noqa: E402
 SUITES: dict[str, dict[str, Any]] = {
     "multimnist": {
         "base": {
-            "data": {"dataset": "multi_mnist", "params": {"max_rows": 20000}},
+            "data": {"dataset": "multi_mnist", "params": {"max_rows": 10000}},
             "model": {"name": "shared_bottom", "encoder": "cnn", "bottom_hidden": [], "tower_hidden": [50]},
             "optimizer": {"name": "adam", "lr": 1e-3},
             "train": {"epochs": 15, "batch_size": 256, "patience": 3, "monitor": "loss", "progress": False},
@@ -93,7 +93,8 @@ def main() -> None:
     if "equal" not in args.methods:
         args.methods = ["equal", *args.methods]
     start = time.time()
-    jobs = [(s, m, seed) for s in args.suites for m in [BASELINE, *args.methods] for seed in range(args.seeds)]
+    # seeds outermost, so every method's runs are spread over the whole run (the machine's load changes)
+    jobs = [(s, m, seed) for seed in range(args.seeds) for s in args.suites for m in [BASELINE, *args.methods]]
     rows: list[dict[str, Any]] = []
     with ProcessPoolExecutor(max_workers=args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
         futures = [pool.submit(_job, s, m, seed, args.threads, args.data_dir, args.max_rows) for s, m, seed in jobs]
