@@ -167,7 +167,8 @@ def train_run(
     # 2. model, weighting, trainer (parameter checks raise ConfigError naming the key)
     seed_everything(cfg.train.seed)
     model = create_model(cfg.model.name, pre.input_spec(), pre.tasks, cfg.model.params())
-    weighting = create_weighting(cfg.weighting.name, pre.tasks, cfg.weighting.params())
+    trained = set(model.loss_task_names())
+    weighting = create_weighting(cfg.weighting.name, [t for t in pre.tasks if t.name in trained], cfg.weighting.params())
     run = Run(cfg, pre, model)
     work_dir = out_dir.with_name(out_dir.name + ".partial") if out_dir is not None else None
     opt = cfg.optimizer.params()

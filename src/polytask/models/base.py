@@ -74,6 +74,12 @@ class MultiTaskModel(nn.Module):
             self.representation = representation
         return representation
 
+    def loss_task_names(self) -> list[str]:
+        """The tasks whose losses are trained. A model may predict a task it is not trained on
+        directly (ESMM predicts pCVR on every impression but learns it only through pCTCVR);
+        such a task is evaluated and predicted, not put in the loss."""
+        return list(self.task_names)
+
     def optimizer_groups(self) -> list[dict[str, Any]]:
         """Parameter groups for the optimiser; a group may carry ``lr_scale`` (e.g. cross-stitch
         units learn 100x faster than the networks they connect)."""

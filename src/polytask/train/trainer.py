@@ -84,14 +84,17 @@ def predict_raw(
 def evaluate_table(
     model: nn.Module, tasks: Sequence[Task], table: TensorTable, batch_size: int = 8192, device: torch.device | str = "cpu"
 ) -> dict[str, Any]:
-    """``{task: {metric: value, "loss": ...}}`` plus ``loss`` (sum of task losses) on labelled rows."""
+    """``{task: {metric: value, "loss": ...}}`` plus ``loss`` (sum of the trained tasks' losses,
+    see ``loss_task_names``) on labelled rows."""
     outputs = predict_raw(model, table, [t.name for t in tasks], batch_size, device)
     metrics: dict[str, Any] = compute_metrics(tasks, outputs, table.labels, table.masks)
+    trained = set(model.loss_task_names()) if hasattr(model, "loss_task_names") else {t.name for t in tasks}
     total = 0.0
     for t in tasks:
         loss = float(t.loss(outputs[t.name], table.labels[t.name], table.masks[t.name], table.weights.get(t.name)))
         metrics[t.name]["loss"] = loss
-        total += loss
+        if t.name in trained:
+            total += loss
     metrics["loss"] = total
     return metrics
 
@@ -163,7 +166,10 @@ class Trainer:
         self.device = resolve_device(device)
         self.model = model.to(self.device)
         self.tasks = list(tasks)
-        self.weighting = (weighting or Equal(self.tasks)).to(self.device)
+        trained = set(self.model.loss_task_names())
+        #: the tasks in the loss (all of them, unless the model predicts some it is not trained on)
+        self.loss_tasks = [t for t in self.tasks if t.name in trained]
+        self.weighting = (weighting or Equal(self.loss_tasks)).to(self.device)
         self.monitor_task, self.monitor_metric, self.higher_is_better = parse_monitor(monitor, self.tasks)
         self.monitor = monitor
         self._optimizer_spec = (optimizer, lr, weight_decay, optimizer_params or {}, scheduler, scheduler_params or {}, epochs)
@@ -288,7 +294,7 @@ class Trainer:
             outputs = self.model(batch.features)
             losses = {
                 t.name: t.loss(outputs[t.name], batch.labels[t.name], batch.masks[t.name], batch.weights.get(t.name))
-                for t in self.tasks
+                for t in self.loss_tasks
             }
             extra = self._penalties()
         if self.world_size > 1:
@@ -298,7 +304,7 @@ class Trainer:
     def train_epoch(self, loader: BatchLoader, bar: Any = None) -> dict[str, Any]:
         """One pass over the training data; returns mean batch losses and mean task weights (and,
         every ``log_every`` steps, the step's weights and task-gradient cosines)."""
-        model, tasks, weighting, opt = self.model, self.tasks, self.weighting, self.optimizer
+        model, tasks, weighting, opt = self.model, self.loss_tasks, self.weighting, self.optimizer
         model.train()
         names = [t.name for t in tasks]
         loss_sum = torch.zeros(len(tasks), device=self.device)
