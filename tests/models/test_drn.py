@@ -65,3 +65,20 @@ def test_updates_follow_the_schedule_and_penalty_is_reported():
     with torch.no_grad():
         model.regularization()  # evaluation does not advance the schedule
     assert int(model.steps) == 3
+
+
+def test_covariance_scale_is_fixed_so_the_penalty_shrinks_with_the_weights():
+    """tr(Sigma3) = T after an update, so the prior behaves like a (task-correlated) L2 penalty:
+    doubling the weights quadruples it. Without the fixed scale it would not change at all."""
+    torch.manual_seed(0)
+    tasks = make_tasks(3)
+    penalties = []
+    for factor in (1.0, 2.0):
+        torch.manual_seed(0)
+        model = create_model("drn", SPEC, tasks, {"task_hidden": [6], "cov_update_every": 1})
+        with torch.no_grad():
+            model.columns.layers[0].linear.weight.mul_(factor)
+        model.train()
+        penalties.append(float(model.regularization()["drn_prior"]))
+        torch.testing.assert_close(model.task_covariance().diagonal().sum(), torch.tensor(3.0))
+    assert abs(penalties[1] / penalties[0] - 4.0) < 1e-3

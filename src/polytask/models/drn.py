@@ -9,7 +9,10 @@ and the covariances are re-estimated in closed form every ``cov_update_every`` t
 
 ``Sigma3 = W_(3) (Sigma2 (x) Sigma1)^-1 W_(3)^T / (D1 D2) + eps I`` (and likewise Sigma1, Sigma2).
 
-As in the official MRN code, only the task covariance is updated by default (feature and class
+Each estimate is rescaled to trace = its dimension before it is inverted: the overall scale of a
+Kronecker covariance is not identifiable, and without a fixed scale the penalty stays near
+``D1 D2 T / 2`` however small the weights get while its gradient grows as they shrink (the
+reference code bounds the trace for the same reason). As in the official MRN code, only the task covariance is updated by default (feature and class
 covariances stay identity unless enabled) and the precisions start at identity. The learned task
 covariance is readable with :meth:`task_covariance`.
 """
@@ -103,6 +106,11 @@ class DRN(MultiTaskModel):
             for mode in self.update_modes:
                 p1, p2, p3 = self._precisions(i)
                 cov = covariance_update(w, p1, p2, p3, mode, self.eps)
+                # only the Kronecker product's overall scale is identifiable, and an unnormalised
+                # estimate makes the penalty ~ D1*D2*T whatever the weights' size, with a gradient
+                # that grows as they shrink (weights collapse); fixing tr(Sigma) = dim keeps the
+                # prior at identity's scale, a task-correlated L2 penalty
+                cov = cov * (cov.shape[0] / cov.diagonal().sum().clamp_min(1e-12))
                 getattr(self, f"prec{mode}_{i}").copy_(torch.linalg.inv(cov))
 
     def regularization(self) -> dict[str, Tensor]:
