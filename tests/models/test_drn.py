@@ -79,6 +79,6 @@ def test_covariance_scale_is_fixed_so_the_penalty_shrinks_with_the_weights():
         with torch.no_grad():
             model.columns.layers[0].linear.weight.mul_(factor)
         model.train()
-        penalties.append(float(model.regularization()["drn_prior"]))
+        penalties.append(float(model.regularization()["drn_prior"].detach()))
         torch.testing.assert_close(model.task_covariance().diagonal().sum(), torch.tensor(3.0))
     assert abs(penalties[1] / penalties[0] - 4.0) < 1e-3
