@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test bench bench-speed bench-synthetic bench-census clean
+.PHONY: install demo test bench bench-speed bench-synthetic bench-census bench-weighting bench-esmm bench-dupn clean
 
 install: $(STAMP)
 
@@ -20,7 +20,7 @@ demo: install
 test: install
 	$(BIN)/python -m pytest -q
 
-bench: install bench-speed bench-synthetic bench-census
+bench: install bench-speed bench-synthetic bench-census bench-weighting bench-esmm bench-dupn
 
 bench-speed: install
 	PYTHON=$(BIN)/python bash benchmarks/speed/install_peers.sh
@@ -31,6 +31,16 @@ bench-synthetic: install
 
 bench-census: install
 	$(BIN)/python benchmarks/census.py
+
+bench-weighting: install
+	$(BIN)/python benchmarks/weighting.py
+	$(BIN)/python benchmarks/weighting_cost.py
+
+bench-esmm: install
+	$(BIN)/python benchmarks/esmm.py
+
+bench-dupn: install
+	$(BIN)/python benchmarks/dupn.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info src/*.egg-info
