@@ -82,7 +82,9 @@ def fit(
     ``dataset`` (a registered name), ``features``, ``tasks``, ``model``, ``weighting``,
     ``optimizer``, ``scheduler``; ``callbacks`` are called with ``(trainer, epoch_record)`` after
     every epoch; remaining keywords go to the ``train`` section
-    (``epochs=10, batch_size=512, monitor="income.auc"``).
+    (``epochs=10, batch_size=512, monitor="income.auc"``). ``init_from`` (a run directory or a
+    :class:`~polytask.run.Run`) and ``freeze`` (``none``/``shared``/``loaded``) start from a trained
+    run's representation (see :mod:`polytask.transfer`).
 
     Example::
 
@@ -110,6 +112,13 @@ def fit(
             data["tasks"] = tasks
     elif features is not None or tasks is not None:
         raise ConfigError("features/tasks given without data: pass train=... or dataset=...")
+    init_run = train_options.get("init_from")
+    if isinstance(init_run, Run):  # an in-memory run: the config records its directory, if it has one
+        from polytask.transfer import IN_MEMORY
+
+        train_options["init_from"] = str(init_run.directory) if init_run.directory is not None else IN_MEMORY
+    else:
+        init_run = None
     if data is not None and isinstance(config, dict) and "data" in config:
         data = {**config["data"], **data}
     cfg = _as_config(
@@ -124,7 +133,8 @@ def fit(
             "train": train_options or None,
         },
     )
-    return train_run(cfg, data_dir=data_dir, out=out, overwrite=overwrite, tables=tables, callbacks=callbacks)
+    return train_run(cfg, data_dir=data_dir, out=out, overwrite=overwrite, tables=tables, callbacks=callbacks,
+                     init_run=init_run)
 
 
 def train_run(
@@ -135,8 +145,10 @@ def train_run(
     overwrite: bool = False,
     tables: dict[str, pa.Table] | None = None,
     callbacks: list[Any] | None = None,
+    init_run: Run | None = None,
 ) -> Run:
-    """The whole job: data -> encoders -> model -> training -> final metrics (-> run directory)."""
+    """The whole job: data -> encoders -> model -> training -> final metrics (-> run directory).
+    ``init_run`` is the run ``train.init_from`` names, when the caller holds it in memory."""
     out_dir = Path(out) if out is not None else None
     if out_dir is not None and out_dir.exists() and not out_dir.is_dir():
         raise ConfigError(f"--out {out_dir}: exists and is not a directory")
@@ -148,6 +160,13 @@ def train_run(
              if getattr(cfg.data, s) is not None and s not in (tables or {})}
     if files:
         cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update=files)})
+    source = init_run
+    if source is None and cfg.train.init_from is not None:  # transfer: the run to start from, loaded first
+        from polytask.transfer import load_source
+
+        source = load_source(cfg.train.init_from)
+        resolved = str(source.directory.resolve())
+        cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"init_from": resolved})})
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
 
@@ -160,6 +179,10 @@ def train_run(
             pre.check_columns(table, splits.sources.get(name, name))
     src = splits.sources
     pre.fit(splits.train, src.get("train", "train"))
+    if source is not None:
+        from polytask.transfer import reuse_encoders
+
+        reused = reuse_encoders(pre, source.preprocessor)
     train_t = pre.transform(splits.train, src.get("train", "train"))
     val_t = pre.transform(splits.validation, src.get("validation", "validation")) if splits.validation is not None else None
     test_t = pre.transform(splits.test, src.get("test", "test")) if splits.test is not None else None
@@ -167,6 +190,11 @@ def train_run(
     # 2. model, weighting, trainer (parameter checks raise ConfigError naming the key)
     seed_everything(cfg.train.seed)
     model = create_model(cfg.model.name, pre.input_spec(), pre.tasks, cfg.model.params())
+    transfer = None
+    if source is not None:
+        from polytask.transfer import initialise
+
+        transfer = initialise(model, source, cfg.train.freeze, encoders=reused)
     trained = set(model.loss_task_names())
     weighting = create_weighting(cfg.weighting.name, [t for t in pre.tasks if t.name in trained], cfg.weighting.params())
     run = Run(cfg, pre, model)
@@ -213,6 +241,8 @@ def train_run(
                                                           "test": len(test_t) if test_t else 0}}, indent=1))
     history = trainer.fit(train_t, val_t)
     metrics: dict[str, Any] = {"best_epoch": trainer.best_epoch, "monitor": cfg.train.monitor}
+    if transfer is not None:
+        metrics["transfer"] = transfer
     if val_t is not None:
         metrics["validation"] = trainer.evaluate(val_t)
     if test_t is not None:

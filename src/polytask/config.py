@@ -147,6 +147,17 @@ class TrainConfig(_Strict):
     log_every: int | None = Field(50, ge=1)
     progress: bool = True
     grad_clip: float | None = Field(None, gt=0)
+    #: a run directory whose matching parameters (and feature encoders) this run starts from
+    init_from: str | None = None
+    #: after init_from: none (fine-tune all), shared (freeze the model's shared modules), loaded
+    freeze: Literal["none", "shared", "loaded"] = "none"
+
+    @pydantic.field_validator("freeze")
+    @classmethod
+    def _freeze_needs_init_from(cls, value: str, info: pydantic.ValidationInfo) -> str:
+        if value != "none" and not info.data.get("init_from"):
+            raise ValueError(f"freeze {value!r} needs train.init_from (the run to load the frozen parameters from)")
+        return value
 
 
 class Config(_Strict):

@@ -117,7 +117,12 @@ def load_splits(
         if config.features is not None and not config.features.is_empty():
             features = feature_specs(config.features)
         else:
-            features = [FeatureSpec(n, k) for k, names in bundle.features.items() for n in names]
+            # a dataset lists names, or option dicts ({"name": ..., "max_len": ...}) for non-default options
+            features = [
+                FeatureSpec(**{**n, "type": k}) if isinstance(n, dict) else FeatureSpec(n, k)
+                for k, names in bundle.features.items()
+                for n in names
+            ]
         splits = Splits(bundle.train, bundle.validation, bundle.test, features, tasks, bundle.notes, dict(bundle.sources))
     else:
         if config.params:

@@ -18,7 +18,9 @@ class DatasetBundle:
     """Splits and column roles of one dataset.
 
     ``features`` maps a feature type (``numeric``, ``categorical``, ``sequence``, ``dense``) to
-    column names; ``tasks`` is a list of task dicts in the config's form
+    column names, or to option dicts for options other than the defaults (``{"name": "history",
+    "max_len": 20}``: the keys of :class:`~polytask.data.schema.FeatureSpec`); ``tasks`` is a
+    list of task dicts in the config's form
     (``{"name": ..., "kind": "binary"|"regression"|"multiclass", "label": column, ...}``).
     ``test`` may be None when a dataset has no held-out split. ``notes`` says how the splits
     were made (it is written into the run directory so results can be read honestly).
