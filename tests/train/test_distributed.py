@@ -69,6 +69,11 @@ def _worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
                 torch.save(state, os.path.join(out_dir, f"{method}.pt"))
     finally:
         dist.destroy_process_group()
+    # gloo's background threads sometimes abort the interpreter's own shutdown ("terminate called
+    # without an active exception", after all work is done and saved); leave without it
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 @pytest.mark.slow
