@@ -52,9 +52,10 @@ class Registry(Generic[T]):
         return name in self._items
 
     def describe(self, name: str) -> str:
-        """First line of the registered object's docstring."""
+        """The first paragraph of the registered object's docstring, on one line."""
         doc = getattr(self.get(name), "__doc__", None) or ""
-        return doc.strip().splitlines()[0] if doc.strip() else ""
+        first_paragraph = doc.strip().split("\n\n")[0]
+        return " ".join(line.strip() for line in first_paragraph.splitlines())
 
 
 MODELS: Registry = Registry("model")
