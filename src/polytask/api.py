@@ -149,6 +149,27 @@ def train_run(
 ) -> Run:
     """The whole job: data -> encoders -> model -> training -> final metrics (-> run directory).
     ``init_run`` is the run ``train.init_from`` names, when the caller holds it in memory."""
+    from polytask.train.distributed import setup_from_environment, shutdown
+
+    launch = setup_from_environment(cfg.train.device)  # torchrun: one process per device
+    try:
+        return _train_run(cfg, launch, data_dir=data_dir, out=out, overwrite=overwrite, tables=tables,
+                          callbacks=callbacks, init_run=init_run)
+    finally:
+        shutdown(launch)
+
+
+def _train_run(
+    cfg: Config,
+    launch: Any,
+    *,
+    data_dir: str | os.PathLike | None,
+    out: str | os.PathLike | None,
+    overwrite: bool,
+    tables: dict[str, pa.Table] | None,
+    callbacks: list[Any] | None,
+    init_run: Run | None,
+) -> Run:
     out_dir = Path(out) if out is not None else None
     if out_dir is not None and out_dir.exists() and not out_dir.is_dir():
         raise ConfigError(f"--out {out_dir}: exists and is not a directory")
@@ -198,7 +219,8 @@ def train_run(
     trained = set(model.loss_task_names())
     weighting = create_weighting(cfg.weighting.name, [t for t in pre.tasks if t.name in trained], cfg.weighting.params())
     run = Run(cfg, pre, model)
-    work_dir = out_dir.with_name(out_dir.name + ".partial") if out_dir is not None else None
+    # under torchrun only rank 0 writes the run directory and shows progress
+    work_dir = out_dir.with_name(out_dir.name + ".partial") if out_dir is not None and launch.is_main else None
     opt = cfg.optimizer.params()
     trainer = Trainer(
         model,
@@ -217,7 +239,7 @@ def train_run(
         monitor=cfg.train.monitor,
         min_delta=cfg.train.min_delta,
         seed=cfg.train.seed,
-        device=cfg.train.device,
+        device=launch.device,
         grad_clip=cfg.train.grad_clip,
         amp=cfg.train.amp,
         accumulate=cfg.train.accumulate,
@@ -227,7 +249,7 @@ def train_run(
         log_path=(work_dir / LOG) if work_dir is not None else None,
         on_improve=(lambda tr: run.save_checkpoint(work_dir, tr.best_epoch)) if work_dir is not None else None,
         callbacks=callbacks or (),
-        progress=cfg.train.progress,
+        progress=cfg.train.progress and launch.is_main,
     )
 
     # 3. train (model selection on validation only), then read the test split once

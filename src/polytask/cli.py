@@ -61,7 +61,8 @@ def train(
     except (PolytaskError, KeyError, FileNotFoundError) as exc:
         _fail(exc)
         return
-    _print_metrics(run.metrics, title=f"{cfg.model.name} -> {out}")
+    if run.directory is not None:  # under torchrun, only rank 0 wrote the run (and reports it)
+        _print_metrics(run.metrics, title=f"{cfg.model.name} -> {out}")
 
 
 @app.command()
