@@ -114,13 +114,14 @@ class Weighting(nn.Module):
         if self.mode == "representation":
             model.capture_representation = True
 
-    def weights(self, losses: Mapping[str, Tensor]) -> dict[str, Tensor]:
-        """Loss weight of every task for this step."""
+    def weights(self, losses: Mapping[str, Tensor], ctx: StepContext | None = None) -> dict[str, Tensor]:
+        """Loss weight of every task for this step (``ctx``: which tasks are labelled, the
+        all-reduce of a distributed run; None outside a training step)."""
         raise NotImplementedError
 
     def backward(self, losses: Mapping[str, Tensor], extra: Mapping[str, Tensor], ctx: StepContext) -> dict[str, Tensor]:
         """Backpropagate ``sum_t w_t L_t + sum(extra)``; return the weights used."""
-        w = self.weights(losses)
+        w = self.weights(losses, ctx)
         total = sum((w[name] * loss for name, loss in losses.items()), start=torch.zeros((), device=_device(losses)))
         for term in extra.values():
             total = total + term
@@ -137,6 +138,17 @@ class Weighting(nn.Module):
     def state(self) -> dict[str, Any]:
         """JSON-able state for the log."""
         return {}
+
+
+def active_flags(ctx: StepContext | None, names: Sequence[str], device: torch.device | str) -> Tensor:
+    """:meth:`StepContext.active_flags`, or all True without a step context."""
+    if ctx is None:
+        return torch.ones(len(names), dtype=torch.bool, device=device)
+    return ctx.active_flags(names, device)
+
+
+def mean_over_processes(ctx: StepContext | None, values: Tensor) -> Tensor:
+    return values if ctx is None else ctx.all_reduce(values, "mean")
 
 
 def masked_softmax(logits: Tensor, flags: Tensor) -> Tensor:

@@ -29,7 +29,7 @@ from torch import Tensor
 from polytask.errors import ConfigError
 from polytask.registry import WEIGHTINGS
 from polytask.tasks import Task
-from polytask.weighting.base import Weighting
+from polytask.weighting.base import StepContext, Weighting
 
 
 def dwa_weights(previous: Tensor, before: Tensor, temp: float) -> Tensor:
@@ -54,7 +54,7 @@ class DWA(Weighting):
         self.register_buffer("lambdas", torch.ones(k))
         self.register_buffer("epochs_seen", torch.zeros((), dtype=torch.long))
 
-    def weights(self, losses: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    def weights(self, losses: Mapping[str, Tensor], ctx: StepContext | None = None) -> dict[str, Tensor]:
         return {name: self.lambdas[i] for i, name in enumerate(self.task_names) if name in losses}
 
     def on_epoch_end(self, epoch: int, train_losses: Mapping[str, float]) -> None:

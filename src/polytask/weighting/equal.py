@@ -8,13 +8,13 @@ import torch
 from torch import Tensor
 
 from polytask.registry import WEIGHTINGS
-from polytask.weighting.base import Weighting
+from polytask.weighting.base import StepContext, Weighting
 
 
 @WEIGHTINGS.register("equal")
 class Equal(Weighting):
     """Sum of task losses, every weight 1."""
 
-    def weights(self, losses: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    def weights(self, losses: Mapping[str, Tensor], ctx: StepContext | None = None) -> dict[str, Tensor]:
         one = torch.ones((), device=next(iter(losses.values())).device)
         return {name: one for name in losses}

@@ -40,7 +40,7 @@ from torch import Tensor
 from polytask.errors import ConfigError
 from polytask.registry import WEIGHTINGS
 from polytask.tasks import Task
-from polytask.weighting.base import StepContext, Weighting, masked_softmax
+from polytask.weighting.base import StepContext, Weighting, active_flags, masked_softmax, mean_over_processes
 
 
 def softmax_vjp(z: Tensor, v: Tensor) -> Tensor:
@@ -87,16 +87,11 @@ class FAMO(Weighting):
         inv = torch.where(flags, z / self._shifted(losses, index), torch.zeros_like(z))
         return inv / inv.sum().clamp_min(torch.finfo(inv.dtype).tiny)
 
-    def backward(self, losses: Mapping[str, Tensor], extra: Mapping[str, Tensor], ctx: StepContext) -> dict[str, Tensor]:
+    def weights(self, losses: Mapping[str, Tensor], ctx: StepContext | None = None) -> dict[str, Tensor]:
         names = list(losses)
-        index = self._index(names)
-        stacked = torch.stack([losses[n] for n in names]).float()
-        flags = ctx.active_flags(names, stacked.device)
-        w = self.task_weights(ctx.all_reduce(stacked.detach(), "mean"), flags, index)
-        total = (w * stacked).sum()
-        for term in extra.values():
-            total = total + term
-        ctx.backward(total)
+        stacked = torch.stack([losses[n].detach() for n in names]).float()
+        flags = active_flags(ctx, names, stacked.device)
+        w = self.task_weights(mean_over_processes(ctx, stacked), flags, self._index(names))
         return {n: w[i] for i, n in enumerate(names)}
 
     @torch.no_grad()

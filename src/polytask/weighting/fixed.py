@@ -10,7 +10,7 @@ from torch import Tensor
 from polytask.errors import ConfigError
 from polytask.registry import WEIGHTINGS
 from polytask.tasks import Task
-from polytask.weighting.base import Weighting
+from polytask.weighting.base import StepContext, Weighting
 
 
 @WEIGHTINGS.register("fixed")
@@ -28,5 +28,5 @@ class Fixed(Weighting):
             raise ConfigError("weighting.weights: weights must be >= 0")
         self.register_buffer("values", torch.tensor(values), persistent=False)
 
-    def weights(self, losses: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    def weights(self, losses: Mapping[str, Tensor], ctx: StepContext | None = None) -> dict[str, Tensor]:
         return {name: self.values[i] for i, name in enumerate(self.task_names) if name in losses}

@@ -25,7 +25,7 @@ from torch import Tensor
 from polytask.errors import ConfigError
 from polytask.registry import WEIGHTINGS
 from polytask.tasks import Task
-from polytask.weighting.base import StepContext, Weighting
+from polytask.weighting.base import StepContext, Weighting, active_flags, mean_over_processes
 
 
 def gls_weights(losses: Tensor, flags: Tensor, eps: float) -> Tensor:
@@ -47,13 +47,9 @@ class GLS(Weighting):
             raise ConfigError("weighting.eps: must be > 0 (a task whose loss is 0 would get weight 0/0)")
         self.eps = float(eps)
 
-    def backward(self, losses: Mapping[str, Tensor], extra: Mapping[str, Tensor], ctx: StepContext) -> dict[str, Tensor]:
+    def weights(self, losses: Mapping[str, Tensor], ctx: StepContext | None = None) -> dict[str, Tensor]:
         names = list(losses)
-        stacked = torch.stack([losses[n] for n in names]).float()
-        flags = ctx.active_flags(names, stacked.device)
-        w = gls_weights(ctx.all_reduce(stacked.detach(), "mean"), flags, self.eps)
-        total = (w * stacked).sum()
-        for term in extra.values():
-            total = total + term
-        ctx.backward(total)
+        stacked = torch.stack([losses[n].detach() for n in names]).float()
+        flags = active_flags(ctx, names, stacked.device)
+        w = gls_weights(mean_over_processes(ctx, stacked), flags, self.eps)
         return {n: w[i] for i, n in enumerate(names)}

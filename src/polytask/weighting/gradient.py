@@ -90,6 +90,31 @@ class GradientWeighting(Weighting):
         alpha = self.combine(grads, gram, losses)
         return alpha.to(grads.dtype) @ grads, alpha
 
+    def apply_parameter_update(self, shared: Sequence[Tensor], update: Tensor, losses: Sequence[Tensor],
+                               penalty: Tensor, ctx: StepContext) -> None:
+        """Parameter mode's backward: task-specific parameters (and the weighting's own) get the
+        plain sum of ``losses`` (the backward stops there, so the shared trunk is not
+        differentiated again), the shared ones the penalties' gradient plus ``update [P]``."""
+        shared_ids = {id(p) for p in shared}
+        own = [p for p in ctx.model.parameters() if p.requires_grad and id(p) not in shared_ids]
+        own += [p for p in self.parameters() if p.requires_grad]
+        differentiable = penalty.requires_grad
+        if own:
+            ctx.backward(sum(losses) + penalty, inputs=own, retain_graph=differentiable)
+        if differentiable and shared:
+            ctx.backward(penalty, inputs=list(shared))
+        scaled = update * float(ctx.loss_scale) / ctx.accumulation
+        offset = 0
+        with torch.no_grad():
+            for p in shared:
+                n = p.numel()
+                delta = scaled[offset : offset + n].view_as(p).to(p.dtype)
+                if p.grad is None:
+                    p.grad = delta.clone()
+                else:
+                    p.grad.add_(delta)
+                offset += n
+
     # ------------------------------------------------------------------------------------------
     def backward(self, losses: Mapping[str, Tensor], extra: Mapping[str, Tensor], ctx: StepContext) -> dict[str, Tensor]:
         model = ctx.model
@@ -109,20 +134,7 @@ class GradientWeighting(Weighting):
             grads = ctx.all_reduce(task_gradients([losses[n] for n in names], shared, scale), "mean")
             gram = grads @ grads.T
             update, alpha = self.direction(grads, gram, stacked)
-            # every parameter gets the plain sum of task gradients plus the penalties' gradients ...
-            ctx.backward(sum(losses[n] for n in names) + penalty)
-            # ... and the shared ones have the sum replaced by the method's update
-            correction = (update - grads.sum(0)) * scale / ctx.accumulation
-            offset = 0
-            with torch.no_grad():
-                for p in shared:
-                    n = p.numel()
-                    delta = correction[offset : offset + n].view_as(p).to(p.dtype)
-                    if p.grad is None:
-                        p.grad = delta.clone()
-                    else:
-                        p.grad.add_(delta)
-                    offset += n
+            self.apply_parameter_update(shared, update, [losses[n] for n in names], penalty, ctx)
         else:
             rep = model.representation
             if rep is None:

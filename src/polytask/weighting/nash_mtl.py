@@ -160,22 +160,8 @@ class NashMTL(GradientWeighting):
         combined = sum(a * losses[n] for a, n in zip(alpha, names))
         row = ctx.all_reduce(task_gradients([combined], shared, scale), "mean")[0]
         update, alpha = self._clip(row, alpha)
-        shared_ids = {id(p) for p in shared}
-        own = [p for p in model.parameters() if p.requires_grad and id(p) not in shared_ids]
-        if own:
-            ctx.backward(sum(losses[n] for n in names), inputs=own, retain_graph=bool(extra))
-        if extra:
-            ctx.backward(sum(extra.values(), torch.zeros((), device=device)))
-        with torch.no_grad():
-            offset = 0
-            for p in shared:
-                n = p.numel()
-                delta = (update[offset : offset + n] * scale / ctx.accumulation).view_as(p).to(p.dtype)
-                if p.grad is None:
-                    p.grad = delta.clone()
-                else:
-                    p.grad.add_(delta)
-                offset += n
+        self.apply_parameter_update(shared, update, [losses[n] for n in names],
+                                    sum(extra.values(), torch.zeros((), device=device)), ctx)
         weights = {n: torch.zeros((), device=device) for n in losses}
         for n, a in zip(names, alpha):
             weights[n] = a.detach()

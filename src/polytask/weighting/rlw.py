@@ -22,7 +22,7 @@ from torch import Tensor
 
 from polytask.registry import WEIGHTINGS
 from polytask.tasks import Task
-from polytask.weighting.base import StepContext, Weighting, masked_softmax
+from polytask.weighting.base import StepContext, Weighting, active_flags, masked_softmax
 
 
 @WEIGHTINGS.register("rlw")
@@ -33,14 +33,10 @@ class RLW(Weighting):
         super().__init__(tasks, mode=mode)
         self.generator = torch.Generator().manual_seed(seed)
 
-    def backward(self, losses: Mapping[str, Tensor], extra: Mapping[str, Tensor], ctx: StepContext) -> dict[str, Tensor]:
+    def weights(self, losses: Mapping[str, Tensor], ctx: StepContext | None = None) -> dict[str, Tensor]:
         names = list(losses)
-        stacked = torch.stack([losses[n] for n in names]).float()
+        device = next(iter(losses.values())).device
         draw = torch.randn(len(self.task_names), generator=self.generator)
-        draw = draw[[self.task_names.index(n) for n in names]].to(stacked.device, non_blocking=True)
-        w = masked_softmax(draw, ctx.active_flags(names, stacked.device))
-        total = (w * stacked).sum()
-        for term in extra.values():
-            total = total + term
-        ctx.backward(total)
+        draw = draw[[self.task_names.index(n) for n in names]].to(device, non_blocking=True)
+        w = masked_softmax(draw, active_flags(ctx, names, device))
         return {n: w[i] for i, n in enumerate(names)}
