@@ -4,7 +4,8 @@ transfer to a task it was not trained on.
 Data: ``movielens_100k`` (see ``polytask/data/datasets/movielens.py``): one sample per rating
 event, the user's earlier ratings as three aligned sequences (item, rating, log time-gap bucket;
 last 50), the candidate item's id and genres and the hour/weekday as context; leave-last-out by
-time per user (943 test and 943 validation events, 98,114 training events). No user id among the
+time per user (943 test and 943 validation events, 98,114 training events), or held-out users
+(``--split users``, below). No user id among the
 inputs, so the profile tasks must be read from the behaviour.
 
 **Multi-task comparison.** Tasks ``like`` (rating >= 4; AUC), ``rating`` (RMSE), ``gender``
@@ -23,7 +24,7 @@ the *frozen* DUPN representation of the multi-task run of the same seed
 (``init_from=<that run>, freeze="shared"``: embeddings, LSTM and attention loaded and frozen, only
 the new tower trains); (b) the same DUPN architecture trained from scratch on occupation only.
 Test accuracy and macro-F1, mean ± std over seeds; the majority-class accuracy is given for scale.
-The test set has one row per user (943), so these are per-user numbers.
+The test set has one row per test user (943, or 189 held-out users), so these are per-user numbers.
 
 **Budget** (the same for every run): Adam, lr 1e-3, batch 512, at most ``--epochs`` (default 8)
 epochs, early stopping on the validation loss (the unweighted sum of the task losses; patience 2),
@@ -88,9 +89,7 @@ def _job(kind: str, label: str, seed: int, args: dict[str, Any]) -> list[dict[st
     import polytask
 
     torch.set_num_threads(args["threads"])
-    data = {"max_len": args["max_len"]}
-    if args["max_users"] is not None:
-        data["max_users"] = args["max_users"]
+    data = _data_params(args, seed)
     common = {"dataset": "movielens_100k", "data_dir": args["data_dir"], "optimizer": {"name": "adam", "lr": 1e-3},
               **_train_options(args["epochs"], seed)}
     rows = []
@@ -109,17 +108,31 @@ def _job(kind: str, label: str, seed: int, args: dict[str, Any]) -> list[dict[st
     return rows
 
 
-def _majority_accuracy(args: argparse.Namespace) -> float:
-    """Accuracy on the test split of always predicting the most frequent training occupation."""
+def _data_params(args: dict[str, Any], seed: int) -> dict[str, Any]:
+    """movielens_100k parameters of one seed (held-out users: a new partition per seed)."""
+    data: dict[str, Any] = {"max_len": args["max_len"], "split": args["split"]}
+    if args["split"] == "users":
+        data["split_seed"] = seed
+    if args["max_users"] is not None:
+        data["max_users"] = args["max_users"]
+    return data
+
+
+def _majority_accuracy(args: dict[str, Any], seeds: int) -> float:
+    """Test accuracy of always predicting the most frequent training occupation (mean over the
+    seeds' user partitions under ``--split users``)."""
     import numpy as np
 
     from polytask.data.datasets.movielens import movielens
 
-    kw = {"max_len": 1} | ({"max_users": args.max_users} if args.max_users else {})
-    b = movielens(args.data_dir, **kw, tasks=[TRANSFER_TASK])
-    train = b.train.column(TRANSFER_TASK).to_numpy()
-    test = b.test.column(TRANSFER_TASK).to_numpy()
-    return float(np.mean(test == np.bincount(train).argmax()))
+    scores = []
+    for seed in range(seeds if args["split"] == "users" else 1):
+        kw = _data_params(args, seed) | {"max_len": 1}
+        b = movielens(args["data_dir"], **kw, tasks=[TRANSFER_TASK])
+        train = b.train.column(TRANSFER_TASK).to_numpy()
+        test = b.test.column(TRANSFER_TASK).to_numpy()
+        scores.append(float(np.mean(test == np.bincount(train).argmax())))
+    return float(np.mean(scores))
 
 
 def _cell(stats: dict[str, float], digits: int = 4) -> str:
@@ -134,11 +147,14 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1, help="torch threads per worker")
     ap.add_argument("--max-users", type=int, default=None, help="keep the first N users (quick checks)")
     ap.add_argument("--max-len", type=int, default=50, help="history length kept")
+    ap.add_argument("--split", choices=["leave_last_out", "users"], default="leave_last_out",
+                    help="leave_last_out: every user in every split; users: test on held-out users "
+                         "(20 %% validation, 20 %% test users, a new partition per seed)")
     ap.add_argument("--data-dir", default=None)
     ap.add_argument("--name", default="dupn", help="results/<name>.json and .md")
     args = ap.parse_args()
     start = time.time()
-    job_args = {k: getattr(args, k) for k in ("threads", "max_users", "max_len", "data_dir", "epochs")}
+    job_args = {k: getattr(args, k) for k in ("threads", "max_users", "max_len", "data_dir", "epochs", "split")}
     # longest jobs first (DUPN + its transfer, then DUPN from scratch), seeds outermost
     jobs = [(kind, label, seed) for seed in range(args.seeds)
             for kind, label in (("mtl", "DUPN"), ("scratch", SCRATCH), ("mtl", "Shared-Bottom"), ("mtl", BASELINE))]
@@ -162,9 +178,18 @@ def main() -> None:
     metrics = {t: [m] for t, m in TASKS.items()}
     summary = summarize(mtl_rows, list(TASKS), metrics, baseline=BASELINE)
     transfer = summarize(transfer_rows, [TRANSFER_TASK], {TRANSFER_TASK: list(TRANSFER_METRICS)}, baseline=SCRATCH)
-    majority = _majority_accuracy(args)
+    majority = _majority_accuracy(job_args, args.seeds)
 
-    lines = ["# DUPN on MovieLens-100K", "", __doc__.split("Run:")[0].strip(), "",
+    split_line = (
+        "**Split: held-out users** (`--split users`): per seed, 20 % of the users (shuffled with the seed) are "
+        "validation users and 20 % test users, one sample each (their last event, whole history); the other "
+        "users' events are the training set. Nothing of a test user is trained on, by the multi-task source "
+        "run or by the transfer runs, so the profile tasks and the transfer are measured on new users."
+        if args.split == "users" else
+        "**Split: leave-last-out** (the dataset default): every user is in every split, so profile tasks are "
+        "predicted for users whose earlier events (with their labels) were trained on."
+    )
+    lines = ["# DUPN on MovieLens-100K", "", __doc__.split("Run:")[0].strip(), "", split_line, "",
              "## Multi-task: test metrics, mean ± std over seeds", "",
              "| model | " + " | ".join(f"{t} {m}" for t, m in TASKS.items())
              + " | Δm % vs Single-Task | params | epochs | s/epoch |",

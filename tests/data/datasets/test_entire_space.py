@@ -202,7 +202,8 @@ def test_metrics_accept_dicts_and_tensors_and_check_lengths(default: DatasetBund
     ("kwargs", "name"),
     [({"rows": 0}, "rows"), ({"test_rows": 0}, "test_rows"), ({"shared": 1.5}, "shared"), ({"clickbait": -2}, "clickbait"),
      ({"click_rate": 0.0}, "click_rate"), ({"cvr_rate": 1.0}, "cvr_rate"), ({"num_users": 0}, "num_users"),
-     ({"affinity_scale": -1.0}, "affinity_scale"), ({"seed": -1}, "seed"), ({"tasks": ["ctr", "ctr"]}, "tasks")],
+     ({"affinity_scale": -1.0}, "affinity_scale"), ({"seed": -1}, "seed"), ({"tasks": ["ctr", "ctr"]}, "tasks"),
+     ({"item_popularity": -0.5}, "item_popularity"), ({"user_popularity": float("inf")}, "user_popularity")],
 )
 def test_invalid_arguments_name_the_argument(kwargs: dict, name: str) -> None:
     with pytest.raises(ValueError, match=name):
@@ -230,3 +231,24 @@ def test_fit_end_to_end_and_truth_metrics_of_the_predictions() -> None:
     metrics = entire_space_metrics(b.test, pred["cvr"], pctr=pred["ctr"])
     assert all(np.isfinite(v) for v in metrics.values())
     assert metrics["cvr_auc_entire_oracle"] > 0.7
+
+
+def test_popularity_makes_a_long_tail_and_zero_is_the_uniform_default() -> None:
+    plain = entire_space(rows=20_000, validation_rows=10, test_rows=10, seed=4)
+    zero = entire_space(rows=20_000, validation_rows=10, test_rows=10, seed=4, user_popularity=0, item_popularity=0.0)
+    assert zero.train.equals(plain.train)  # the knob at 0 changes no draw
+    tail = entire_space(rows=100_000, validation_rows=10, test_rows=10, seed=4, num_items=5_000, item_popularity=1.0)
+    counts = np.sort(np.bincount(_np(tail.train, "item_id").astype(int), minlength=5_000))[::-1]
+    # Zipf(1) over 5,000 items: the top 1 % of items take sum_{r<=50} 1/r / H_5000 = 49.6 % of the impressions
+    h = (1.0 / np.arange(1, 5_001)).sum()
+    expected = (1.0 / np.arange(1, 51)).sum() / h
+    assert abs(counts[:50].sum() / counts.sum() - expected) < 0.02
+    assert (counts == 0).mean() > 0.01  # a tail of items never shown in training (2.5 % here)
+    flat = np.bincount(_np(plain.train, "item_id").astype(int), minlength=1_000)
+    assert np.sort(flat)[::-1][:10].sum() / flat.sum() < 0.02  # uniform: the top 1 % take about 1 %
+    # the rates are still solved for on the popularity-weighted impressions
+    click = _np(tail.train, "click").astype(bool)
+    assert abs(click.mean() - 0.07) < 0.005
+    users = entire_space(rows=50_000, validation_rows=10, test_rows=10, seed=4, user_popularity=1.0)
+    top = np.sort(np.bincount(_np(users.train, "user_id").astype(int), minlength=2_000))[::-1]
+    assert top[:20].sum() / top.sum() > 0.3  # users too

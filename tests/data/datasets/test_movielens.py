@@ -197,6 +197,28 @@ def test_max_users_and_max_len():
     assert "max_users=40 of 943" in b.notes
 
 
+def test_held_out_users_split(full, raw):
+    b = movielens(split="users", holdout=0.2, split_seed=3)
+    users = {s: set(getattr(b, s).column("user_id").to_pylist()) for s in ("train", "validation", "test")}
+    assert len(users["validation"]) == len(users["test"]) == round(0.2 * 943) == b.test.num_rows == b.validation.num_rows
+    assert not users["train"] & users["test"] and not users["train"] & users["validation"]
+    assert not users["validation"] & users["test"] and len(users["train"]) == 943 - 2 * 189
+    # training users keep every event; a held-out user's sample is their leave-last-out test sample
+    assert b.train.num_rows == sum(len(raw["by_user"][u]) for u in users["train"])
+    last = {r["user_id"]: r for r in full.test.to_pylist()}
+    for row in b.test.to_pylist():
+        assert row == last[row["user_id"]]
+    # no held-out user's events reach training, not even inside a sequence of another user's
+    held_out = users["validation"] | users["test"]
+    assert not held_out & set(b.train.column("user_id").to_pylist())
+    # seeded: the same seed gives the same users, another seed others
+    again = movielens(split="users", holdout=0.2, split_seed=3)
+    assert again.test.equals(b.test)
+    other = set(movielens(split="users", holdout=0.2, split_seed=4).test.column("user_id").to_pylist())
+    assert other != users["test"]
+    assert "Held-out users" in b.notes and "test user's last event" in b.sources["test"]
+
+
 def test_through_the_data_path_max_len_reaches_the_encoder():
     """The feature declarations carry max_len, so the encoded sequences are [N, max_len]."""
     from polytask.config import DataConfig
@@ -227,6 +249,12 @@ def test_bad_parameters_and_missing_folder(tmp_path):
         movielens(max_len=0)
     with pytest.raises(ValueError, match="max_users"):
         movielens(max_users=0)
+    with pytest.raises(ValueError, match="split"):
+        movielens(split="random")
+    with pytest.raises(ValueError, match="holdout"):
+        movielens(split="users", holdout=0.5)
+    with pytest.raises(ValueError, match="split_seed"):
+        movielens(split="users", split_seed=-1)
     with pytest.raises(DataNotFoundError, match="movielens_100k"):
         movielens(tmp_path)
     (tmp_path / "movielens_100k").mkdir()

@@ -115,6 +115,8 @@ class World:
     item_rating: np.ndarray  # [I] observed feature
     shared: float
     affinity_scale: float
+    user_weights: np.ndarray | None = None  # [U] impression probabilities (None: uniform)
+    item_weights: np.ndarray | None = None  # [I]
     click_intercept: float = 0.0
     cvr_intercept: float = 0.0
 
@@ -123,6 +125,16 @@ def _vectors(rng: np.random.Generator, group: np.ndarray, groups: int, k: int) -
     centroids = rng.standard_normal((groups, k))
     noise = rng.standard_normal((len(group), k))
     return math.sqrt(GROUP_SHARE) * centroids[group] + math.sqrt(1.0 - GROUP_SHARE) * noise
+
+
+def zipf_weights(rng: np.random.Generator, n: int, exponent: float) -> np.ndarray | None:
+    """Impression probabilities ``∝ rank^-exponent`` over a random ranking of ``n`` entities
+    (independent of their attributes), or ``None`` (uniform) when ``exponent == 0``."""
+    if exponent == 0:
+        return None
+    rank = rng.permutation(n) + 1.0
+    w = rank ** -float(exponent)
+    return w / w.sum()
 
 
 def make_world(
@@ -136,6 +148,8 @@ def make_world(
     shared: float,
     clickbait: float,
     affinity_scale: float,
+    user_popularity: float = 0.0,
+    item_popularity: float = 0.0,
 ) -> World:
     """Draw the universe (step 1 of the module docstring), intercepts not yet calibrated."""
     seg = rng.integers(0, num_segments, num_users)
@@ -153,17 +167,27 @@ def make_world(
     price = rng.standard_normal(num_items)
     activity = 0.6 * b_u / BIAS_STD + 0.8 * rng.standard_normal(num_users)
     rating = 0.6 * q / BIAS_STD + 0.8 * rng.standard_normal(num_items)
+    # drawn last, so that popularity 0 leaves every other draw of the universe as it was
+    user_weights = zipf_weights(rng, num_users, user_popularity)
+    item_weights = zipf_weights(rng, num_items, item_popularity)
     return World(
         user_segment=seg, item_category=cat, user_click=user_click, item_click=item_click,
         user_conv=user_conv, item_conv=item_conv, user_click_bias=b_u, user_buy_bias=d_u,
         item_click_bias=BIAS_STD * z, item_quality=q, item_price=price, user_activity=activity,
         item_rating=rating, shared=float(shared), affinity_scale=float(affinity_scale),
+        user_weights=user_weights, item_weights=item_weights,
     )  # fmt: skip
 
 
+def _pick(rng: np.random.Generator, count: int, weights: np.ndarray | None, n: int) -> np.ndarray:
+    if weights is None:
+        return rng.integers(0, count, n)
+    return rng.choice(count, size=n, p=weights)
+
+
 def _draw(world: World, rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    users = rng.integers(0, len(world.user_segment), n)
-    items = rng.integers(0, len(world.item_category), n)
+    users = _pick(rng, len(world.user_segment), world.user_weights, n)
+    items = _pick(rng, len(world.item_category), world.item_weights, n)
     position = rng.integers(1, POSITIONS + 1, n)
     return users, items, position
 
@@ -259,8 +283,10 @@ def _check(**kwargs: Any) -> None:
         v = kwargs[name]
         if not (-1.0 <= float(v) <= 1.0):
             raise ValueError(f"{name} must be in [-1, 1], got {v!r}")
-    if not (math.isfinite(float(kwargs["affinity_scale"])) and kwargs["affinity_scale"] >= 0):
-        raise ValueError(f"affinity_scale must be a finite number >= 0, got {kwargs['affinity_scale']!r}")
+    for name in ("affinity_scale", "user_popularity", "item_popularity"):
+        v = kwargs[name]
+        if isinstance(v, bool) or not (math.isfinite(float(v)) and v >= 0):
+            raise ValueError(f"{name} must be a finite number >= 0, got {v!r}")
     for name in ("click_rate", "cvr_rate"):
         v = kwargs[name]
         if not (0.0 < float(v) < 1.0):
@@ -297,6 +323,8 @@ def entire_space(
     shared: float = 0.5,
     clickbait: float = 0.3,
     affinity_scale: float = 1.0,
+    user_popularity: float = 0.0,
+    item_popularity: float = 0.0,
     click_rate: float = 0.07,
     cvr_rate: float = 0.10,
     tasks: list[str] | None = None,
@@ -313,6 +341,7 @@ def entire_space(
         rows=rows, validation_rows=validation_rows, test_rows=test_rows, num_users=num_users, num_items=num_items,
         num_segments=num_segments, num_categories=num_categories, latent_dim=latent_dim, shared=shared,
         clickbait=clickbait, affinity_scale=affinity_scale, click_rate=click_rate, cvr_rate=cvr_rate, seed=seed,
+        user_popularity=user_popularity, item_popularity=item_popularity,
     )  # fmt: skip
     task_dicts = esmm_tasks(tasks, click="click", conversion="purchase")
     sizes = {
@@ -325,6 +354,7 @@ def entire_space(
         streams[0], num_users=int(num_users), num_items=int(num_items), num_segments=int(num_segments),
         num_categories=int(num_categories), latent_dim=int(latent_dim), shared=float(shared),
         clickbait=float(clickbait), affinity_scale=float(affinity_scale),
+        user_popularity=float(user_popularity), item_popularity=float(item_popularity),
     )  # fmt: skip
     world = calibrate(world, streams[1], float(click_rate), float(cvr_rate))
     tables = {split: impressions(world, streams[2 + i], n) for i, (split, n) in enumerate(sizes.items())}
@@ -334,7 +364,8 @@ def entire_space(
     knobs = (
         f"seed={seed}, num_users={num_users}, num_items={num_items}, num_segments={num_segments}, "
         f"num_categories={num_categories}, latent_dim={latent_dim}, shared={float(shared)}, clickbait={float(clickbait)}, "
-        f"affinity_scale={float(affinity_scale)}, click_rate={float(click_rate)}, cvr_rate={float(cvr_rate)}"
+        f"affinity_scale={float(affinity_scale)}, user_popularity={float(user_popularity)}, "
+        f"item_popularity={float(item_popularity)}, click_rate={float(click_rate)}, cvr_rate={float(cvr_rate)}"
     )
     notes = (
         f"Entire-space simulator (polytask.data.datasets.entire_space; generative process in its docstring), {knobs}; "

@@ -48,6 +48,14 @@ event when it is strictly earlier) but nothing later. Users appear in all three 
 tasks are predicted for users whose earlier events were trained on, with their labels, as in a
 deployed system that learns from a user's past); the user id is not an input.
 
+**Split ``users``: held-out users** (``split="users"``). The users are shuffled
+(``split_seed``) and a ``holdout`` fraction each becomes validation users and test users; every event
+of the remaining users is a training sample, and a held-out user gives one sample, their last event
+(their whole earlier history as the sequence). No event, label or sequence of a test user is seen in
+training, so profile tasks and transfer to a new task are measured on *new* users, which a model that
+memorises users' histories cannot exploit. One sample per held-out user: the profile metrics are
+per-user numbers.
+
 ``max_users`` keeps the users with the ``max_users`` smallest ids (quick runs); ``max_len`` caps
 the sequences (the feature declarations carry it, so the encoder pads to it).
 """
@@ -95,6 +103,7 @@ TASKS: dict[str, dict[str, object]] = {
     "occupation": {"name": "occupation", "kind": "multiclass", "label": "occupation", "num_classes": len(OCCUPATIONS)},
 }
 DEFAULT_TASKS: tuple[str, ...] = ("like", "rating", "gender", "age_group")
+SPLITS: tuple[str, ...] = ("leave_last_out", "users")
 
 
 # -- reading ---------------------------------------------------------------------------------------
@@ -246,6 +255,27 @@ def build_events(
     return pa.table(columns), split
 
 
+def user_split(user: np.ndarray, split: np.ndarray, holdout: float, seed: int) -> np.ndarray:
+    """Re-split the events of :func:`build_events` by user: a shuffled ``holdout`` fraction of the
+    users each for validation and test (at least one user each), whose last event (``split == 2``)
+    becomes their only sample; every event of the other users is a training sample; the held-out
+    users' other events are dropped (-1)."""
+    ids = np.unique(user)
+    if len(ids) < 3:
+        raise ValueError(f"split='users' needs at least 3 users, got {len(ids)}")
+    n = min(max(1, int(round(holdout * len(ids)))), (len(ids) - 1) // 2)
+    shuffled = np.random.default_rng(seed).permutation(ids)
+    role = np.zeros(int(ids.max()) + 1, dtype=np.int8)  # 0 train, 1 validation, 2 test
+    role[shuffled[:n]] = 1
+    role[shuffled[n : 2 * n]] = 2
+    r = role[user]
+    out = np.where(r == 0, 0, -1).astype(np.int8)
+    last = split == 2
+    out[last & (r == 1)] = 1
+    out[last & (r == 2)] = 2
+    return out
+
+
 def _check(max_len: int, max_users: int | None, tasks: list[str]) -> None:
     if isinstance(max_len, bool) or int(max_len) != max_len or max_len < 1:
         raise ValueError(f"max_len must be an integer >= 1, got {max_len!r}")
@@ -267,6 +297,9 @@ def movielens(
     max_len: int = 50,
     max_users: int | None = None,
     tasks: list[str] = list(DEFAULT_TASKS),  # noqa: B006 - read-only default
+    split: str = "leave_last_out",
+    holdout: float = 0.2,
+    split_seed: int = 0,
 ) -> DatasetBundle:
     """MovieLens-100K rating events with behaviour-sequence features and user-profile tasks.
 
@@ -275,12 +308,20 @@ def movielens(
     ``age_group`` (7 classes: <18, 18-24, 25-34, 35-44, 45-49, 50-55, 56+), ``occupation``
     (21 classes). Features: the history sequences ``hist_items``, ``hist_ratings``, ``hist_gaps``
     (aligned, strictly earlier events only, last ``max_len`` kept), the candidate ``item_id`` and
-    genres, ``hour`` and ``weekday``. Split: each user's last event is test, the second-last
-    validation, the rest train. ``max_users`` keeps the users with the smallest ids. See the
-    module docstring for the details.
+    genres, ``hour`` and ``weekday``. ``split="leave_last_out"`` (default): each user's last event
+    is test, the second-last validation, the rest train. ``split="users"``: ``holdout`` of the
+    users (shuffled by ``split_seed``) each for validation and test, one sample (their last event)
+    per held-out user, all events of the others for training. ``max_users`` keeps the users with
+    the smallest ids. See the module docstring for the details.
     """
     tasks = list(tasks)
     _check(max_len, max_users, tasks)
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {list(SPLITS)}, got {split!r}")
+    if isinstance(holdout, bool) or not (0.0 < float(holdout) < 0.5):
+        raise ValueError(f"holdout must be a fraction in (0, 0.5), got {holdout!r}")
+    if isinstance(split_seed, bool) or int(split_seed) != split_seed or split_seed < 0:
+        raise ValueError(f"split_seed must be an integer >= 0, got {split_seed!r}")
     folder = dataset_dir(FOLDER, data_dir, published_at=PUBLISHED_AT)
     ratings, users, items = read_ratings(folder), read_users(folder), read_items(folder)
     n_users_all = len(np.unique(ratings["user"]))
@@ -288,16 +329,24 @@ def movielens(
         keep_users = np.unique(ratings["user"])[: int(max_users)]
         keep = np.isin(ratings["user"], keep_users)
         ratings = {k: v[keep] for k, v in ratings.items()}
-    table, split = build_events(ratings, users, items, int(max_len))
-    parts = {name: table.filter(pa.array(split == code)) for code, name in enumerate(("train", "validation", "test"))}
+    table, which = build_events(ratings, users, items, int(max_len))
+    if split == "users":
+        which = user_split(table.column("user_id").to_numpy(), which, float(holdout), int(split_seed))
+    parts = {name: table.filter(pa.array(which == code)) for code, name in enumerate(("train", "validation", "test"))}
     sizes = {k: t.num_rows for k, t in parts.items()}
     n_users = len(np.unique(ratings["user"]))
     empty = int((np.diff(table.column("hist_items").combine_chunks().offsets.to_numpy()) == 0).sum())
     notes = (
-        f"MovieLens-100K ({CITATION}): {len(split)} rating events of {n_users} users"
+        f"MovieLens-100K ({CITATION}): {len(which)} rating events of {n_users} users"
         + (f" (max_users={max_users} of {n_users_all})" if max_users is not None else "")
-        + f"; tasks {', '.join(tasks)}. Leave-last-out by time per user (ties in time broken by item id): "
-        f"train {sizes['train']} / validation {sizes['validation']} / test {sizes['test']}. "
+        + f"; tasks {', '.join(tasks)}. "
+        + (
+            "Leave-last-out by time per user (ties in time broken by item id): "
+            if split == "leave_last_out"
+            else f"Held-out users (holdout={float(holdout)}, split_seed={int(split_seed)}): every event of the "
+            "training users; validation and test users give their last event only (unseen in training): "
+        )
+        + f"train {sizes['train']} / validation {sizes['validation']} / test {sizes['test']}. "
         f"Histories hold only events strictly earlier in time than the sample's (same-second events excluded), "
         f"last max_len={max_len}; {empty} samples have an empty history (kept). "
         "Features: hist_items, hist_ratings, hist_gaps (floor(log2(1 + gap minutes))) sequences, item_id, "
@@ -315,9 +364,19 @@ def movielens(
         tasks=[dict(TASKS[t]) for t in tasks],
         notes=notes,
         sources={
-            "train": f"{folder} (leave-last-out: all but each user's last two events)",
-            "validation": f"{folder} (leave-last-out: each user's second-last event)",
-            "test": f"{folder} (leave-last-out: each user's last event)",
+            **(
+                {
+                    "train": f"{folder} (leave-last-out: all but each user's last two events)",
+                    "validation": f"{folder} (leave-last-out: each user's second-last event)",
+                    "test": f"{folder} (leave-last-out: each user's last event)",
+                }
+                if split == "leave_last_out"
+                else {
+                    "train": f"{folder} (held-out users: every event of the training users)",
+                    "validation": f"{folder} (held-out users: each validation user's last event)",
+                    "test": f"{folder} (held-out users: each test user's last event)",
+                }
+            ),
             "published_at": PUBLISHED_AT,
             "paper": CITATION,
         },
