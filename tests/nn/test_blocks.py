@@ -217,6 +217,24 @@ def test_sequence_mean_pooling_ignores_padding():
     torch.testing.assert_close(out[3], (2 * w[1] + 2 * w[4]) / 4)
 
 
+def test_sequence_names_that_are_not_module_names():
+    """Feature names with '.', or named like a ModuleDict method, get a hex key; others keep theirs."""
+    from polytask.nn.embedding import module_key
+
+    names = ["items", "user.clicks", "hist", "keys", "feature_x"]
+    ti = TabularInput(InputSpec(sequences={n: 7 for n in names}), embedding_dim=2)
+    assert module_key("hist") == "hist" and module_key("items") == "feature_" + b"items".hex()
+    assert len({module_key(n) for n in names}) == len(names)
+    ids = {f"seq:{n}": torch.tensor([[i + 1, 0], [0, 0]]) for i, n in enumerate(names)}
+    out = ti(ids)
+    for i, n in enumerate(names):  # each name reads its own table, in declaration order
+        torch.testing.assert_close(out[0, 2 * i : 2 * i + 2], ti.sequences[module_key(n)].weight[i + 1])
+    assert "sequences.hist.weight" in ti.state_dict()  # a plain name's saved parameter is unchanged
+    again = TabularInput(InputSpec(sequences={n: 7 for n in names}), embedding_dim=2)
+    again.load_state_dict(ti.state_dict())
+    torch.testing.assert_close(again(ids), out)
+
+
 def test_tabular_input_single_group_and_empty_spec():
     ti = TabularInput(InputSpec(numeric_dim=2))
     x = torch.randn(3, 2)

@@ -59,6 +59,15 @@ class FusedEmbedding(nn.Module):
         return rows.view(ids.shape[0], self.out_dim)
 
 
+def module_key(name: str) -> str:
+    """A feature name as a submodule key: unchanged when ``nn.ModuleDict`` accepts it (so saved
+    parameter names stay as they were), else ``"feature_<hex of its UTF-8>"``: names with ``.``,
+    empty names and names of ``ModuleDict`` attributes (``items``, ``keys``, ...) are not accepted."""
+    if name and "." not in name and not hasattr(nn.ModuleDict, name) and not name.startswith("feature_"):
+        return name
+    return "feature_" + name.encode("utf-8").hex()
+
+
 class TabularInput(nn.Module):
     """Numeric values, categorical embeddings, mean-pooled sequence embeddings and flattened dense
     features, concatenated into ``[B, out_dim]``.
@@ -73,8 +82,9 @@ class TabularInput(nn.Module):
         self.spec = spec
         self.categorical = FusedEmbedding(spec.cardinalities, embedding_dim) if spec.cardinalities else None
         self.sequences = nn.ModuleDict(
-            {name: nn.Embedding(size, embedding_dim, padding_idx=0) for name, size in spec.sequences.items()}
+            {module_key(n): nn.Embedding(size, embedding_dim, padding_idx=0) for n, size in spec.sequences.items()}
         )
+        self._sequence_keys = {name: module_key(name) for name in spec.sequences}
         dense = sum(int(torch.tensor(s).prod()) for s in spec.dense.values())
         self.out_dim = (
             spec.numeric_dim
@@ -91,7 +101,8 @@ class TabularInput(nn.Module):
             parts.append(features["numeric"])
         if self.categorical is not None:
             parts.append(self.categorical(features["categorical"]))
-        for name, emb in self.sequences.items():
+        for name, key in self._sequence_keys.items():
+            emb = self.sequences[key]
             ids = features[f"seq:{name}"]
             present = (ids > 0).unsqueeze(-1).to(emb.weight.dtype)
             parts.append((emb(ids) * present).sum(1) / present.sum(1).clamp_min(1.0))
