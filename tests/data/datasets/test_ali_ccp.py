@@ -1,14 +1,18 @@
-"""Tests of the Ali-CCP loader (ESMM, Ma et al., SIGIR 2018): torch-rechub CSVs and PaddleRec lines.
+"""Tests of the Ali-CCP loader (ESMM, Ma et al., SIGIR 2018): torch-rechub CSVs, PaddleRec lines and
+Alibaba's raw Tianchi files (sample_skeleton + common_features).
 
 These read the real sample files from the data directory (``$POLYTASK_DATA_DIR`` or
 ``../shared/data``, folder ``ali_ccp_samples``) and fail, not skip, when they cannot be found.
 Counts are those of ``ali_ccp_samples/README.md``; the PaddleRec lines are checked against an
-independent line-by-line parse.
+independent line-by-line parse. No raw Tianchi file is available: the raw-format tests write raw files
+built from the PaddleRec sample lines (user fields -> common_features blocks) and compare both loaders.
 """
 
 from __future__ import annotations
 
 import csv
+import gzip
+import hashlib
 import shutil
 from collections import defaultdict
 from pathlib import Path
@@ -172,7 +176,7 @@ def test_max_rows_reads_a_prefix() -> None:
 @pytest.mark.parametrize("column", ["205", "purchase", "D853", "click"])
 def test_missing_column_names_the_file_and_the_column(tmp_path: Path, samples: Path, column: str) -> None:
     src = samples / "torch_rechub"
-    for split, name in RECHUB_FILES.items():
+    for name in RECHUB_FILES.values():
         shutil.copy(src / name, tmp_path / name)
     rows = _csv_rows(src / RECHUB_FILES["validation"])
     target = tmp_path / RECHUB_FILES["validation"]
@@ -370,3 +374,207 @@ def test_paddlerec_chunked_parse_equals_one_chunk(paddle: DatasetBundle, samples
     for split in ("train", "validation", "test"):
         assert getattr(chunked, split).equals(getattr(paddle, split)), split
     assert chunked.notes == paddle.notes
+
+
+# -- Alibaba's raw files (sample_skeleton + common_features) ---------------------------------------
+USER_FIELDS = {"101", "121", "122", "124", "125", "126", "127", "128", "129"}  # plus the four *_14 histories
+
+
+def _raw_token(field: str, feature: str) -> str:
+    return f"{field}\x02{feature}\x03{('1.0', '0.693147', '2', '1e-3')[int(feature) % 4]}"  # values: dropped
+
+
+def _write_raw(paddle_lines: list[str], folder: Path, split: str, *, unused_block: bool = True) -> dict[str, str]:
+    """Alibaba's raw layout from PaddleRec lines: each line's user fields (101-129, *_14) go to a
+    common_features block keyed by an md5-like index, the rest to its sample_skeleton line. Blocks are
+    written in reverse order of first use, after an unused one. Returns {index: block tokens}."""
+    skeleton, blocks = [], {}
+    for line in paddle_lines:
+        parts = line.strip().split(",")
+        own, user = [], []
+        for pair in parts[3:]:
+            field, feature = pair.split(":")
+            (user if field in USER_FIELDS or field.endswith("_14") else own).append(_raw_token(field, feature))
+        key = hashlib.md5("\x01".join(user).encode()).hexdigest()[:16]
+        blocks.setdefault(key, "\x01".join(user))
+        skeleton.append(",".join([*parts[:3], key, str(len(own)), "\x01".join(own)]))
+    common = [f"{key},{len(tokens.split(chr(1)))},{tokens}" for key, tokens in reversed(blocks.items())]
+    if unused_block:
+        common.insert(0, "0123456789abcdef,1,101\x02999\x031.0")
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"sample_skeleton_{split}.csv").write_text("\n".join(skeleton) + "\n")
+    (folder / f"common_features_{split}.csv").write_text("\n".join(common) + "\n")
+    return blocks
+
+
+def _vary_users(lines: list[str]) -> list[str]:
+    """The sample lines all share one user; give every third line another user (id 101 changed, one
+    110_14 id fewer) so that the raw files hold two common blocks."""
+    out = []
+    for i, line in enumerate(lines):
+        pairs = line.strip().split(",")
+        if i % 3 == 1:
+            last_110 = max(j for j, p in enumerate(pairs) if p.startswith("110_14:"))
+            pairs = [f"101:{int(p[4:]) + 500000}" if p.startswith("101:") else p for j, p in enumerate(pairs) if j != last_110]
+        out.append(",".join(pairs))
+    return out
+
+
+@pytest.fixture(scope="module")
+def raw_dirs(samples: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(a PaddleRec folder, the same impressions as raw files in another folder)."""
+    root = tmp_path_factory.mktemp("aliccp")
+    paddle_dir, raw_dir = root / "paddle", root / "raw"
+    paddle_dir.mkdir()
+    for split in ("train", "test"):
+        lines = (samples / "paddlerec_esmm" / f"{split}_small.txt").read_text().splitlines()
+        if split == "train":
+            lines = _vary_users(lines)
+        (paddle_dir / f"{split}_small.txt").write_text("\n".join(lines) + "\n")
+        blocks = _write_raw(lines, raw_dir, split)
+        assert len(blocks) == (2 if split == "train" else 1)
+    return paddle_dir, raw_dir
+
+
+def _same_tables(a: DatasetBundle, b: DatasetBundle) -> None:
+    for split in ("train", "validation", "test"):
+        ta, tb = getattr(a, split), getattr(b, split)
+        assert ta.schema.equals(tb.schema), split
+        assert ta.equals(tb), split
+
+
+def test_tianchi_gives_the_paddlerec_table(raw_dirs: tuple[Path, Path]) -> None:
+    paddle_dir, raw_dir = raw_dirs
+    paddle = ali_ccp(path=str(paddle_dir), validation_fraction=0.3)
+    raw = ali_ccp(path=str(raw_dir), validation_fraction=0.3)
+    _same_tables(raw, paddle)
+    assert raw.features == paddle.features and raw.tasks == paddle.tasks
+    assert raw.train.num_rows + raw.validation.num_rows == 10 and raw.test.num_rows == 10
+    assert len({str(v) for v in pa.concat_tables([raw.train, raw.validation]).column("101").to_pylist()}) == 2
+    assert "format tianchi" in raw.notes and "sample_skeleton_train.csv: 2 block(s)" in raw.notes
+    assert "sample_skeleton_test.csv: 1 block(s)" in raw.notes and "exceed sequence_max_len=50" in raw.notes
+    assert "smoke tests only" not in raw.notes
+    assert raw.sources["test"] == f"{raw_dir / 'sample_skeleton_test.csv'} + {raw_dir / 'common_features_test.csv'}"
+    explicit = ali_ccp(path=str(raw_dir), format="tianchi", validation_fraction=0.3)
+    _same_tables(explicit, raw)
+
+
+def test_tianchi_layouts_and_auto_detection(raw_dirs: tuple[Path, Path], tmp_path: Path) -> None:
+    paddle_dir, raw_dir = raw_dirs
+    # Tianchi's archives unpack into sample_train/ and sample_test/; gzipped files are read too
+    for split in ("train", "test"):
+        (tmp_path / f"sample_{split}").mkdir()
+        for kind in ("sample_skeleton", "common_features"):
+            data = (raw_dir / f"{kind}_{split}.csv").read_bytes()
+            (tmp_path / f"sample_{split}" / f"{kind}_{split}.csv.gz").write_bytes(gzip.compress(data))
+    _same_tables(ali_ccp(path=str(tmp_path), validation_fraction=0.3), ali_ccp(path=str(paddle_dir), validation_fraction=0.3))
+    # one sample_skeleton file: recognised from its first line, split three ways like one PaddleRec file
+    one = ali_ccp(path=str(raw_dir / "sample_skeleton_train.csv"), validation_fraction=0.2, test_fraction=0.2)
+    _same_tables(one, ali_ccp(path=str(paddle_dir / "train_small.txt"), validation_fraction=0.2, test_fraction=0.2))
+    assert "format tianchi" in one.notes
+    with pytest.raises(DataError, match="this is a common_features file"):
+        ali_ccp(path=str(raw_dir / "common_features_train.csv"))
+
+
+def test_tianchi_max_rows_reads_a_skeleton_prefix_and_only_its_blocks(raw_dirs: tuple[Path, Path], tmp_path: Path) -> None:
+    paddle_dir, raw_dir = raw_dirs
+    for split in ("train", "test"):
+        for kind in ("sample_skeleton", "common_features"):
+            shutil.copy(raw_dir / f"{kind}_{split}.csv", tmp_path / f"{kind}_{split}.csv")
+        common = tmp_path / f"common_features_{split}.csv"  # lines of blocks no impression uses are not parsed
+        common.write_text("fedcba9876543210,1,101\x02not-an-id\x031.0\nffffffffffffffff,oops\n" + common.read_text())
+    raw = ali_ccp(path=str(tmp_path), max_rows=4, validation_fraction=0.25)
+    _same_tables(raw, ali_ccp(path=str(paddle_dir), max_rows=4, validation_fraction=0.25))
+    assert (raw.train.num_rows, raw.validation.num_rows, raw.test.num_rows) == (3, 1, 4)
+    assert "max_rows=4" in raw.notes and "sample_skeleton_train.csv: 2 block(s)" in raw.notes
+
+
+def test_tianchi_chunked_parse_equals_one_chunk(raw_dirs: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    import polytask.data.datasets.ali_ccp as module
+
+    raw_dir = raw_dirs[1]
+    whole = ali_ccp(path=str(raw_dir), validation_fraction=0.3)
+    monkeypatch.setattr(module, "_LINES_PER_CHUNK", 3)  # impressions and common blocks in several chunks
+    chunked = ali_ccp(path=str(raw_dir), validation_fraction=0.3)
+    _same_tables(chunked, whole)
+    assert chunked.notes == whole.notes
+
+
+def test_tianchi_conversion_without_click_is_kept_and_counted(tmp_path: Path) -> None:
+    lines = [f"{i},{int(i == 2)},{int(i in (2, 5))},k{i % 2},2,205\x02{i}\x031.0\x01210\x027\x031.0" for i in range(1, 11)]
+    (tmp_path / "sample_skeleton_train.csv").write_text("\n".join(lines) + "\n")
+    (tmp_path / "common_features_train.csv").write_text("k0,1,101\x0240\x031.0\nk1,1,101\x0241\x031.0\n")
+    b = ali_ccp(path=str(tmp_path), validation_fraction=0.2, test_fraction=0.2)
+    both = pa.concat_tables([b.train, b.validation, b.test]).sort_by("sample_id")
+    assert both.column("purchase").to_pylist()[4] == 1 and both.column("ctcvr").to_pylist()[4] == 0
+    assert both.column("101").to_pylist() == [41, 40] * 5 and both.column("210").to_pylist() == [[7]] * 10
+    assert "1 row(s) have a purchase without a click" in b.notes
+
+
+def test_tianchi_missing_common_block_names_the_index_and_both_files(raw_dirs: tuple[Path, Path], tmp_path: Path) -> None:
+    raw_dir = raw_dirs[1]
+    shutil.copy(raw_dir / "sample_skeleton_train.csv", tmp_path / "sample_skeleton_train.csv")
+    skeleton = (tmp_path / "sample_skeleton_train.csv").read_text().splitlines()
+    gone = skeleton[1].split(",")[3]  # the second line's user (lines 2, 5, 8)
+    common = [c for c in (raw_dir / "common_features_train.csv").read_text().splitlines() if not c.startswith(gone)]
+    (tmp_path / "common_features_train.csv").write_text("\n".join(common) + "\n")
+    with pytest.raises(DataError) as err:
+        ali_ccp(path=str(tmp_path))
+    message = str(err.value)
+    assert f"line 2: common_feature_index {gone!r} has no block in {tmp_path / 'common_features_train.csv'}" in message
+    assert str(tmp_path / "sample_skeleton_train.csv") in message and "1 of the 2 indices used are missing" in message
+
+
+_GOOD = "1,0,0,k1,2,205\x026\x031.0\x01216\x024\x031.0"
+
+
+@pytest.mark.parametrize(
+    ("skeleton", "common", "bad_file", "pattern"),
+    [
+        (f"{_GOOD}\n2,0,0,k1,2,205\x026\x031.0\x01216\x024", None, "skeleton",
+         r"line 2: feature '216\\x024' is not field_id\\x02feature_id\\x03value"),
+        ("1,0,0,k1,1,216\x02a\x031.0", None, "skeleton", r"line 1: feature id 'a' of field '216' is not a non-negative integer"),
+        ("1,0,0,k1,1,216\x024\x03x", None, "skeleton", r"line 1: value 'x' of field '216' is not a number"),
+        (f"{_GOOD}\n\n2,0,0,k1,205\x026\x031.0", None, "skeleton", r"line 3 has 5 field\(s\); expected 6 \(sample_id,click"),
+        (f"{_GOOD}\n2,x,0,k1,1,205\x026\x031.0", None, "skeleton", r"line 2: field 2 \(click\) must be 0 or 1, got 'x'"),
+        ("1,0,2,k1,1,205\x026\x031.0", None, "skeleton", r"line 1: field 3 \(conversion\) must be 0 or 1, got '2'"),
+        ("1,0,0,k1,two,205\x026\x031.0", None, "skeleton", r"line 1: field 5 \(feature_num\) must be a non-negative integer"),
+        ("1,0,0,,1,205\x026\x031.0", None, "skeleton", r"line 1: field 4 \(common_feature_index\) is empty"),
+        ("1,0,0,k1,1,101\x029\x031.0", None, "skeleton",
+         r"line 1: field '101' holds one id per impression but appears 2 times \(its own features plus its common_features"),
+        (_GOOD, "k0,1,101\x0212\x031.0\nk1,2,101\x0212\x031.0\x01124\x02-3\x031.0", "common",
+         r"line 2: feature id '-3' of field '124' is not a non-negative integer"),
+        (_GOOD, "k1,1,101\x0212\x031.0\x01124", "common", r"line 1: feature '124' is not field_id"),
+        (_GOOD, "k1,101\x0212\x031.0", "common", r"line 1 has 2 field\(s\); expected 3 \(common_feature_index,feature_num"),
+        (f"{_GOOD}\n2,0,0,k2,1,205\x026\x031.0", "k1,1,101\x0212\x031.0\nk2,1,101\x0213\x031.0\nk1,1,101\x0212\x031.0", "common",
+         r"common_feature_index 'k1' appears twice, on lines 1 and 3"),
+    ],
+)
+def test_tianchi_bad_lines_name_the_file_and_line(
+    tmp_path: Path, skeleton: str, common: str | None, bad_file: str, pattern: str
+) -> None:
+    (tmp_path / "sample_skeleton_train.csv").write_text(skeleton + "\n")
+    (tmp_path / "common_features_train.csv").write_text((common or "k1,1,101\x0212\x031.0") + "\n")
+    with pytest.raises(DataError, match=pattern) as err:
+        ali_ccp(path=str(tmp_path), validation_fraction=0.3)
+    named = tmp_path / ("sample_skeleton_train.csv" if bad_file == "skeleton" else "common_features_train.csv")
+    assert str(err.value).startswith(f"{named}: ")
+
+
+def test_tianchi_missing_files(raw_dirs: tuple[Path, Path], tmp_path: Path) -> None:
+    raw_dir = raw_dirs[1]
+    shutil.copy(raw_dir / "sample_skeleton_train.csv", tmp_path / "sample_skeleton_train.csv")
+    common = tmp_path / "common_features_train.csv"
+    for path in (tmp_path, tmp_path / "sample_skeleton_train.csv"):  # a folder, or the skeleton file itself
+        with pytest.raises(DataNotFoundError, match="common_features file of the same split") as err:
+            ali_ccp(path=str(path))
+        assert str(err.value).startswith(f"{common} not found")
+    shutil.copy(raw_dir / "common_features_test.csv", tmp_path / "common_features_test.csv")
+    shutil.copy(raw_dir / "sample_skeleton_test.csv", tmp_path / "sample_skeleton_test.csv")
+    (tmp_path / "sample_skeleton_train.csv").unlink()
+    with pytest.raises(DataNotFoundError, match=r"holds no sample_skeleton_train\.csv"):
+        ali_ccp(path=str(tmp_path))  # auto: a raw test file but no raw train file
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(DataNotFoundError, match=r"holds no sample_skeleton_train\.csv"):
+        ali_ccp(path=str(empty), format="tianchi")

@@ -5,7 +5,7 @@ impressions), ``cvr`` (label ``purchase`` where ``click == 1``: the clicked spac
 (label ``ctcvr`` = ``click AND purchase``, all impressions; derived as a new int8 column when the
 file has none). ``click``, ``purchase`` and ``ctcvr`` are int8 0/1.
 
-Two public formats are read (``format="auto"`` tells them apart from the first line):
+Three public formats are read (``format="auto"`` tells them apart from the file names and first line):
 
 **torch-rechub CSV** (``format="rechub"``; datawhalechina/torch-rechub, ``examples/ranking/data/
 ali-ccp``): files ``ali_ccp_train*.csv``, ``ali_ccp_val*.csv``, ``ali_ccp_test*.csv`` (``.gz``
@@ -48,9 +48,52 @@ and ``test_data/testdata_10w.csv``). One impression per line, comma-separated, n
   keep the last ``sequence_max_len`` ids of a field (default 50; the sample's histories hold up to
   342).
 
-Not read: Alibaba's raw ``sample_skeleton_{train,test}.csv`` / ``common_features_{train,test}.csv``
-(about 38 GB; ``\x01``/``\x02``/``\x03``-separated feature lists whose user part is stored once
-per ``common_feature_index``). Convert them with torch-rechub's or PaddleRec's preprocessing first.
+**Alibaba's raw Tianchi files** (``format="tianchi"``; the publisher's format, Tianchi dataId 408,
+about 38 GB unpacked; third-party scripts show them unpacked into ``sample_train/``, ``sample_test/``).
+Per split two files, no header, comma-separated; read from a folder holding
+``sample_skeleton_{train,test}.csv`` and ``common_features_{train,test}.csv`` (``.gz`` too; or in
+sub-folders ``sample_train/``, ``sample_test/``), or from one ``sample_skeleton_<x>.csv`` with its
+``common_features_<x>.csv`` beside it::
+
+    sample_skeleton_<split>.csv:  sample_id,click,conversion,common_feature_index,feature_num,feature_list
+    common_features_<split>.csv:  common_feature_index,feature_num,feature_list
+
+* a ``feature_list`` holds features separated by ``\x01``, each ``field_id\x02feature_id\x03value``
+  (``field_id`` as in the PaddleRec format: ``101``, ``109_14``, ...; ``feature_id`` a non-negative
+  integer; ``value`` a number); empty items (a doubled or trailing ``\x01``) are skipped;
+* an impression's features are its own ``feature_list`` (item side and user x item combinations)
+  followed by the ``common_features`` block its ``common_feature_index`` names (the user side, stored
+  once per index); the join is then read exactly as a PaddleRec line: same table (``sample_id``,
+  ``click``, ``purchase``, the 23 :data:`PADDLEREC_FIELDS` as categorical/sequence columns, ``ctcvr``
+  derived), same rules (a single-valued field twice in the join is a DataError, fields outside the 23
+  are ignored and listed in the notes). The feature ``value`` is checked to be a number and then
+  dropped, as in PaddleRec's format (torch-rechub keeps the values of ``109_14, 110_14, 127_14,
+  150_14, 508, 509, 702, 853`` as its ``D*`` columns; not read here). ``feature_num`` is checked to be
+  a non-negative integer, not otherwise used. The feature ids are Alibaba's own (not re-indexed as in
+  PaddleRec's files nor label-encoded as in torch-rechub's), so models see other ids than on those.
+* memory: the skeleton file is streamed (only its first ``max_rows`` lines with ``max_rows``), the
+  ``common_feature_index`` values it uses are collected, then the common file is streamed keeping only
+  those blocks; it stops once all are found, and lines of other blocks are not parsed (so not
+  checked). The joined table repeats each user's block (~860 history ids in the samples) on every
+  impression: the full files do not fit in memory this way; use ``max_rows`` for a prefix.
+* errors name the file and line (and field or token): a line without exactly 6 (skeleton) / 3
+  (common) fields, a bad sample_id, label or feature_num, a malformed feature token, a bad id or
+  value, an index with no block in the common file (naming the index and both files), a needed index
+  on two lines of the common file, a missing ``common_features`` file. A conversion without a click
+  is kept, as for the PaddleRec lines (counted in the notes; ``cvr`` ignores it, ``ctcvr`` is 0):
+  torch-rechub's and other preprocessing scripts drop lines with ``click == 0 and conversion == 1``,
+  and one third-party script reports "a small number" of them in the raw files.
+* verified against public code that reads the raw files (torch-rechub ``examples/ranking/data/
+  ali-ccp/preprocess_ali_ccp.py``; an Ali-CCP ``process.py`` by Dongbo Xi, Meituan; other readers):
+  the file names, the 6 and 3 comma-separated fields in that order, the ``\x01``/``\x02``/``\x03``
+  layout, the join on ``common_feature_index`` per split (train lines with the train common file).
+  Secondary sources show ``common_feature_index`` as an md5-like hex string (read here as a string)
+  and ``sample_id`` as 1, 2, ... Assumed, not verified (the Tianchi page itself could not be read):
+  that ``sample_id`` is always an integer (required here, as for PaddleRec), ``feature_id`` a
+  non-negative integer, each index on one common line only, and that the user fields (101-129,
+  ``*_14``) are those in the common blocks (the join does not depend on it). No raw file exists on
+  this machine: the tests write raw files built from the PaddleRec sample lines and check that both
+  loaders give the same table.
 
 Field meanings (as recalled from the Ali-CCP description on Tianchi, dataId 408; unverified here):
 101 user id; 121/122 user profile category/stage; 124 gender; 125 age; 126/127 consumption level
@@ -61,8 +104,8 @@ intention-node behaviour histories; 205 item id; 206 item category; 207 shop; 21
 
 Splits: the train/validation/test files found are used as given. A split without a file is carved
 out of the train file by a seeded random split (``validation_fraction``/``test_fraction`` of its
-rows, ``split_seed``); a single file (``path`` naming a file) is split three ways. PaddleRec ships
-only train and test, so its validation split always comes out of train. ``notes`` says what was done.
+rows, ``split_seed``); a single file (``path`` naming a file) is split three ways. PaddleRec and the
+raw files ship only train and test, so their validation split always comes out of train. ``notes`` says what was done.
 
 The samples in ``<data dir>/ali_ccp_samples`` (``torch_rechub``: 100/50/50 rows; ``paddlerec_esmm``:
 10 + 10 lines) are smoke-test size only. NB: PaddleRec's ``test/small.txt`` is its
@@ -75,6 +118,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
 
@@ -135,8 +179,23 @@ def _looks_paddlerec(line: str) -> bool:
     return len(parts) >= 4 and all(p.strip().lstrip("-").isdigit() for p in parts[:3]) and ":" in parts[3]
 
 
+def _looks_tianchi(line: str) -> tuple[bool, bool]:
+    """(an Alibaba raw sample_skeleton line, a raw common_features line)."""
+    parts = line.strip().split(",")
+    skeleton = len(parts) == 6 and all(p.strip().isdigit() for p in parts[:3]) and "\x02" in parts[5]
+    return skeleton, len(parts) == 3 and "\x02" in parts[2]
+
+
 def _sniff(path: Path) -> str:
     line = first_line(path)
+    skeleton, common = _looks_tianchi(line)
+    if skeleton:
+        return "tianchi"
+    if common:
+        raise DataError(
+            f"{path}: this is a common_features file of Alibaba's raw Ali-CCP data: point path at its "
+            f"{_SKELETON}<split>.csv file or at the folder holding both"
+        )
     if _looks_paddlerec(line):
         return "paddlerec"
     names = {n.strip().strip('"') for n in line.split(",")}
@@ -144,7 +203,8 @@ def _sniff(path: Path) -> str:
         return "rechub"
     raise DataError(
         f"{path}: cannot tell the Ali-CCP format from the first line {line[:80]!r}: expected a torch-rechub "
-        "CSV header (click,purchase,101,...) or PaddleRec lines (sample_id,click,conversion,field:id,...)"
+        "CSV header (click,purchase,101,...), PaddleRec lines (sample_id,click,conversion,field:id,...) or Alibaba's "
+        "raw sample_skeleton lines (sample_id,click,conversion,common_feature_index,feature_num,feature_list)"
     )
 
 
@@ -187,6 +247,28 @@ def _paddlerec_files(folder: Path) -> dict[str, list[Path]]:
     return found
 
 
+def _tianchi_files(folder: Path) -> dict[str, list[Path]]:
+    """Per split: ``sample_skeleton_<split>*.csv[.gz]`` in ``folder`` or in its sub-folder
+    ``sample_<split>`` (the unpacked layout seen in third-party scripts); the exact name wins."""
+    found: dict[str, list[Path]] = {"train": [], "validation": [], "test": []}
+    for split in ("train", "test"):
+        places = [q for q in (folder, folder / f"sample_{split}") if q.is_dir()]
+        matches = sorted(
+            p for q in places for p in q.iterdir()
+            if p.is_file() and p.name.startswith(f"{_SKELETON}{split}") and p.name.lower().endswith((".csv", ".csv.gz"))
+        )  # fmt: skip
+        exact = [p for p in matches if p.name in (f"{_SKELETON}{split}.csv", f"{_SKELETON}{split}.csv.gz")]
+        if len(exact) == 1:
+            matches = exact
+        if len(matches) > 1:
+            raise DataError(
+                f"{folder}: several raw files for the {split} split ({', '.join(str(p) for p in matches)}); "
+                "pass path=<one sample_skeleton file> or keep one of them"
+            )
+        found[split] = matches
+    return found
+
+
 # -- torch-rechub CSV ------------------------------------------------------------------------------
 _COLUMN_NO = re.compile(r"CSV column #(\d+)")
 
@@ -216,48 +298,61 @@ def _read_rechub(path: Path, max_rows: int | None) -> tuple[pa.Table, list[str]]
     return table.select(columns), extra
 
 
-# -- PaddleRec lines --------------------------------------------------------------------------------
+# -- line-based formats (PaddleRec lines, Alibaba's raw files): shared pieces -----------------------
 def _first_bad(mask: np.ndarray) -> int:
     return int(np.flatnonzero(mask)[0])
 
 
-def _read_paddlerec(path: Path, max_rows: int | None) -> tuple[pa.Table, dict[str, object]]:
-    """Parse one PaddleRec ESMM file with Arrow kernels (no Python loop over lines or pairs), in
-    chunks of :data:`_LINES_PER_CHUNK` lines so the ~880 pairs per line never all exist as strings."""
-    raw = read_csv(
-        path,
-        read_options=pacsv.ReadOptions(column_names=["line"], block_size=16 << 20),
-        parse_options=pacsv.ParseOptions(delimiter="\x1f", quote_char=False, escape_char=False, ignore_empty_lines=False),
-        convert_options=pacsv.ConvertOptions(column_types={"line": pa.string()}),
-        max_rows=max_rows,
-    )
-    column = raw.column("line")
-    line_no = np.arange(1, len(column) + 1)  # 1-based line numbers in the file
-    tables, unknown, longest = [], set(), {}
-    for a in range(0, len(column), _LINES_PER_CHUNK):
-        lines = pc.utf8_trim_whitespace(column.slice(a, _LINES_PER_CHUNK).combine_chunks())
-        keep = pc.not_equal(lines, "").to_numpy(zero_copy_only=False)
-        if not keep.any():
-            continue
-        table, chunk_unknown, chunk_longest = _parse_lines(lines.filter(pa.array(keep)), line_no[a : a + len(lines)][keep], path)
-        tables.append(table)
-        unknown.update(chunk_unknown)
-        for k, v in chunk_longest.items():
-            longest[k] = max(longest.get(k, 0), v)
-    if not tables:
-        raise DataError(f"{path}: file has no lines")
-    return pa.concat_tables(tables), {"unknown": sorted(unknown), "longest": longest}
+def _line_chunks(path: Path, max_rows: int | None) -> Iterator[tuple[pa.Array, np.ndarray]]:
+    """The non-empty lines of a (possibly gzipped) text file, whitespace-trimmed, with their 1-based
+    line numbers, in chunks of at most :data:`_LINES_PER_CHUNK` lines. Streamed (one 16 MB block of
+    the file at a time); with ``max_rows`` only the first ``max_rows`` lines (empty ones included)."""
+    options = {
+        "read_options": pacsv.ReadOptions(column_names=["line"], block_size=16 << 20),
+        "parse_options": pacsv.ParseOptions(delimiter="\x1f", quote_char=False, escape_char=False, ignore_empty_lines=False),
+        "convert_options": pacsv.ConvertOptions(column_types={"line": pa.string()}),
+    }
+    seen = 0
+    try:
+        for batch in pacsv.open_csv(path, **options):
+            column = batch.column(0)
+            if max_rows is not None:
+                column = column.slice(0, max_rows - seen)
+            for a in range(0, len(column), _LINES_PER_CHUNK):
+                lines = pc.utf8_trim_whitespace(column.slice(a, _LINES_PER_CHUNK))
+                keep = pc.not_equal(lines, "").to_numpy(zero_copy_only=False)
+                if keep.any():
+                    yield lines.filter(pa.array(keep)), np.arange(seen + a + 1, seen + a + 1 + len(lines))[keep]
+            seen += len(column)
+            if max_rows is not None and seen >= max_rows:
+                return
+    except (pa.ArrowInvalid, OSError) as err:
+        raise DataError(f"{path}: cannot be read: {err}") from None
 
 
-def _parse_lines(lines: pa.Array, line_no: np.ndarray, path: Path) -> tuple[pa.Table, list[str], dict[str, int]]:
-    n = len(lines)
+def _split_fields(
+    lines: pa.Array, line_no: np.ndarray, path: Path, *, layout: str, exactly: int | None = None, at_least: int = 1
+) -> tuple[pa.Array, np.ndarray]:
+    """The comma-separated fields of ``lines`` (flattened) and where each line's fields start; a line
+    with another number of fields is a DataError naming the file and line."""
     parts = pc.split_pattern(lines, ",")
     lengths = pc.list_value_length(parts).to_numpy(zero_copy_only=False)
-    if (lengths < 3).any():
-        i = _first_bad(lengths < 3)
-        raise DataError(f"{path}: line {line_no[i]} has {lengths[i]} field(s); expected sample_id,click,conversion,field:id,...")
-    flat = pc.list_flatten(parts)
+    bad = lengths != exactly if exactly is not None else lengths < at_least
+    if bad.any():
+        i = _first_bad(bad)
+        raise DataError(f"{path}: line {line_no[i]} has {lengths[i]} field(s); expected {layout}")
     starts = parts.offsets.to_numpy()[:-1].astype(np.int64) - int(parts.offsets[0].as_py())
+    return pc.list_flatten(parts), starts
+
+
+def _field(flat: pa.Array, starts: np.ndarray, k: int) -> pa.Array:
+    """Field ``k`` (0-based) of every line, whitespace-trimmed."""
+    return pc.utf8_trim_whitespace(flat.take(pa.array(starts + k)))
+
+
+def _heads(flat: pa.Array, starts: np.ndarray, line_no: np.ndarray, path: Path) -> dict[str, np.ndarray]:
+    """The first three fields of every line: ``sample_id`` (an integer), ``click`` and ``purchase``
+    (the file's conversion; 0 or 1), as int64 arrays."""
     heads: dict[str, np.ndarray] = {}
     for k, (name, what) in enumerate((("sample_id", "sample_id"), ("click", "click"), ("purchase", "conversion"))):
         text = flat.take(pa.array(starts + k))
@@ -271,8 +366,100 @@ def _parse_lines(lines: pa.Array, line_no: np.ndarray, path: Path) -> tuple[pa.T
             expected = "an integer" if k == 0 else "0 or 1"
             raise DataError(f"{path}: line {line_no[i]}: field {k + 1} ({what}) must be {expected}, got {text[i].as_py()!r}")
         heads[name] = values.to_numpy(zero_copy_only=False)
+    return heads
 
-    parent = pc.list_parent_indices(parts).to_numpy(zero_copy_only=False).astype(np.int64)
+
+def _check_count(text: pa.Array, line_no: np.ndarray, path: Path, k: int, what: str) -> None:
+    """Field ``k`` (0-based) holds a non-negative integer (the raw files' ``feature_num``)."""
+    bad = pc.invert(pc.match_substring_regex(text, r"^\d+$")).to_numpy(zero_copy_only=False)
+    if bad.any():
+        i = _first_bad(bad)
+        raise DataError(
+            f"{path}: line {line_no[i]}: field {k + 1} ({what}) must be a non-negative integer, got {text[i].as_py()!r}"
+        )
+
+
+def _feature_ids(
+    fields: pa.Array, id_text: pa.Array, rows: np.ndarray, line_no: np.ndarray, path: Path
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Feature ids (non-negative integers, else a DataError naming the file, line and field) and the
+    index of each token's field in :data:`PADDLEREC_FIELDS` (-1 for other fields, listed third)."""
+    ids = pc.cast(pc.if_else(pc.match_substring_regex(id_text, r"^\d+$"), id_text, None), pa.int64())
+    bad = pc.is_null(ids).to_numpy(zero_copy_only=False)
+    if bad.any():
+        i = _first_bad(bad)
+        raise DataError(
+            f"{path}: line {line_no[rows[i]]}: feature id {id_text[i].as_py()!r} of field {fields[i].as_py()!r} "
+            "is not a non-negative integer"
+        )
+    dictionary = pc.dictionary_encode(fields)
+    names = dictionary.dictionary.to_pylist()
+    known = np.array([PADDLEREC_FIELDS.index(f) if f in PADDLEREC_FIELDS else -1 for f in names], dtype=np.int64)
+    codes = known[dictionary.indices.to_numpy(zero_copy_only=False)] if len(names) else np.zeros(0, dtype=np.int64)
+    return ids.to_numpy(zero_copy_only=False), codes, sorted(set(names) - set(PADDLEREC_FIELDS))
+
+
+def _impressions(
+    heads: dict[str, np.ndarray], rows: np.ndarray, codes: np.ndarray, ids: np.ndarray, line_no: np.ndarray, path: Path,
+    where: str = "",
+) -> tuple[pa.Table, dict[str, int]]:
+    """The table of one chunk of impressions (``sample_id, click, purchase`` and the 23 fields) from
+    its tokens: ``rows`` (non-decreasing), field ``codes`` (index in :data:`PADDLEREC_FIELDS`) and
+    ``ids``. Multi-valued fields -> list<int64> in token order; the others -> int64 (null when absent;
+    twice in one line -> a DataError naming the file and line, ``where`` appended)."""
+    n = len(heads["sample_id"])
+    columns: dict[str, pa.Array] = {}
+    longest: dict[str, int] = {}
+    for k, field in enumerate(PADDLEREC_FIELDS):
+        select = codes == k
+        r, v = rows[select], ids[select]
+        counts = np.bincount(r, minlength=n)
+        if field in PADDLEREC_SEQUENCE:
+            offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int32)
+            columns[field] = pa.ListArray.from_arrays(pa.array(offsets), pa.array(v, pa.int64()))
+            longest[field] = int(counts.max(initial=0))
+        else:
+            if (counts > 1).any():
+                i = _first_bad(counts > 1)
+                raise DataError(
+                    f"{path}: line {line_no[i]}: field {field!r} holds one id per impression but appears {counts[i]} times{where}"
+                )
+            values = np.zeros(n, dtype=np.int64)
+            values[r] = v
+            columns[field] = pa.array(values, mask=counts == 0)
+    table = pa.table({name: pa.array(values) for name, values in heads.items()} | columns)
+    return table, longest
+
+
+def _concat(parts: list[np.ndarray]) -> np.ndarray:
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+
+
+def _merge_longest(into: dict[str, int], more: dict[str, int]) -> None:
+    for k, v in more.items():
+        into[k] = max(into.get(k, 0), v)
+
+
+# -- PaddleRec lines --------------------------------------------------------------------------------
+def _read_paddlerec(path: Path, max_rows: int | None) -> tuple[pa.Table, dict[str, object]]:
+    """Parse one PaddleRec ESMM file with Arrow kernels (no Python loop over lines or pairs), in
+    chunks of :data:`_LINES_PER_CHUNK` lines so the ~880 pairs per line never all exist as strings."""
+    tables, unknown, longest = [], set(), {}
+    for lines, line_no in _line_chunks(path, max_rows):
+        table, chunk_unknown, chunk_longest = _parse_lines(lines, line_no, path)
+        tables.append(table)
+        unknown.update(chunk_unknown)
+        _merge_longest(longest, chunk_longest)
+    if not tables:
+        raise DataError(f"{path}: file has no lines")
+    return pa.concat_tables(tables), {"unknown": sorted(unknown), "longest": longest}
+
+
+def _parse_lines(lines: pa.Array, line_no: np.ndarray, path: Path) -> tuple[pa.Table, list[str], dict[str, int]]:
+    flat, starts = _split_fields(lines, line_no, path, layout="sample_id,click,conversion,field:id,...", at_least=3)
+    heads = _heads(flat, starts, line_no, path)
+    parts_per_line = np.diff(np.append(starts, len(flat)))
+    parent = np.repeat(np.arange(len(lines), dtype=np.int64), parts_per_line)
     position = np.arange(len(flat), dtype=np.int64) - starts[parent]
     is_pair = position >= 3
     pairs = flat.filter(pa.array(is_pair))
@@ -285,54 +472,162 @@ def _parse_lines(lines: pa.Array, line_no: np.ndarray, path: Path) -> tuple[pa.T
     kv_flat = pc.list_flatten(kv)
     fields = pc.utf8_trim_whitespace(kv_flat.take(pa.array(np.arange(0, len(kv_flat), 2))))
     id_text = pc.utf8_trim_whitespace(kv_flat.take(pa.array(np.arange(1, len(kv_flat), 2))))
-    ids = pc.cast(pc.if_else(pc.match_substring_regex(id_text, r"^\d+$"), id_text, None), pa.int64())
-    bad = pc.is_null(ids).to_numpy(zero_copy_only=False)
+    ids, codes, unknown = _feature_ids(fields, id_text, rows, line_no, path)
+    table, longest = _impressions(heads, rows, codes, ids, line_no, path)
+    return table, unknown, longest
+
+
+# -- Alibaba's raw files (sample_skeleton + common_features) ----------------------------------------
+_SKELETON, _COMMON = "sample_skeleton_", "common_features_"
+_SKELETON_LAYOUT = "6 (sample_id,click,conversion,common_feature_index,feature_num,feature_list)"
+_COMMON_LAYOUT = "3 (common_feature_index,feature_num,feature_list)"
+#: one feature of a raw feature_list: field_id \x02 feature_id \x03 value
+_TOKEN = r"^(?P<field>[^\x01\x02\x03]+)\x02(?P<id>[^\x01\x02\x03]*)\x03(?P<value>[^\x01\x02\x03]*)$"
+_NUMBER = r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$"
+
+
+def _common_file(skeleton: Path) -> Path:
+    """The ``common_features_<x>`` file beside ``sample_skeleton_<x>`` (a DataNotFoundError naming it when absent)."""
+    if not skeleton.name.startswith(_SKELETON):
+        raise DataError(
+            f"{skeleton}: Alibaba's raw Ali-CCP impressions are read from a file named {_SKELETON}<split>.csv, "
+            f"with its {_COMMON}<split>.csv beside it"
+        )
+    common = skeleton.with_name(_COMMON + skeleton.name[len(_SKELETON):])
+    if not common.is_file():
+        raise DataNotFoundError(
+            f"{common} not found: the raw Ali-CCP file {skeleton} needs the common_features file of the same split "
+            f"beside it (published at {PUBLISHED_AT})"
+        )
+    return common
+
+
+def _raw_features(
+    feature_list: pa.Array, line_no: np.ndarray, path: Path
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
+    """Parse one raw feature_list per line (``field\\x02id\\x03value`` separated by ``\\x01``; empty
+    items skipped): (line index per token, field code, feature id, unknown field names) for the
+    tokens of the 23 fields, in file order. The values are checked to be numbers, then dropped."""
+    lists = pc.split_pattern(feature_list, "\x01")
+    tokens = pc.list_flatten(lists)
+    rows = pc.list_parent_indices(lists).to_numpy(zero_copy_only=False).astype(np.int64)
+    keep = pc.not_equal(tokens, "")
+    tokens, rows = tokens.filter(keep), rows[keep.to_numpy(zero_copy_only=False)]
+    parts = pc.extract_regex(tokens, _TOKEN)
+    bad = pc.is_null(parts).to_numpy(zero_copy_only=False)
     if bad.any():
         i = _first_bad(bad)
         raise DataError(
-            f"{path}: line {line_no[rows[i]]}: feature id {id_text[i].as_py()!r} of field {fields[i].as_py()!r} "
-            "is not a non-negative integer"
+            f"{path}: line {line_no[rows[i]]}: feature {tokens[i].as_py()!r} is not field_id\\x02feature_id\\x03value"
         )
-    ids_np = ids.to_numpy(zero_copy_only=False)
+    fields, values = parts.field("field"), parts.field("value")
+    bad = pc.invert(pc.match_substring_regex(values, _NUMBER)).to_numpy(zero_copy_only=False)
+    if bad.any():
+        i = _first_bad(bad)
+        raise DataError(
+            f"{path}: line {line_no[rows[i]]}: value {values[i].as_py()!r} of field {fields[i].as_py()!r} is not a number"
+        )
+    ids, codes, unknown = _feature_ids(fields, parts.field("id"), rows, line_no, path)
+    known = codes >= 0
+    return rows[known], codes[known], ids[known], unknown
 
-    dictionary = pc.dictionary_encode(fields)
-    names = dictionary.dictionary.to_pylist()
-    codes = dictionary.indices.to_numpy(zero_copy_only=False)
-    columns: dict[str, pa.Array] = {}
-    longest: dict[str, int] = {}
-    for field in PADDLEREC_FIELDS:
-        select = codes == names.index(field) if field in names else np.zeros(len(codes), dtype=bool)
-        r, v = rows[select], ids_np[select]
-        counts = np.bincount(r, minlength=n)
-        if field in PADDLEREC_SEQUENCE:
-            offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int32)
-            columns[field] = pa.ListArray.from_arrays(pa.array(offsets), pa.array(v, pa.int64()))
-            longest[field] = int(counts.max(initial=0))
-        else:
-            if (counts > 1).any():
-                i = _first_bad(counts > 1)
+
+def _read_common(common: Path, needed: pa.Array) -> tuple[pa.Array, np.ndarray, np.ndarray, np.ndarray, list[str]]:
+    """Stream ``common``, parsing only the blocks whose index is in ``needed`` (and stopping once all
+    are found): (their indices in block order, token offsets per block, field codes, ids, unknown fields).
+    A needed index on two lines is a DataError."""
+    keys: list[pa.Array] = []
+    rows_, codes_, ids_ = [], [], []
+    first: dict[str, int] = {}
+    unknown: set[str] = set()
+    for lines, line_no in _line_chunks(common, None):
+        index = pc.utf8_trim_whitespace(pc.extract_regex(lines, r"^(?P<index>[^,]*)").field("index"))
+        keep = pc.is_in(index, value_set=needed).to_numpy(zero_copy_only=False)
+        if not keep.any():
+            continue
+        kept_no = line_no[keep]
+        flat, starts = _split_fields(lines.filter(pa.array(keep)), kept_no, common, layout=_COMMON_LAYOUT, exactly=3)
+        key = _field(flat, starts, 0)
+        _check_count(_field(flat, starts, 1), kept_no, common, 1, "feature_num")
+        base = len(first)
+        for k, n in zip(key.to_pylist(), kept_no):
+            if k in first:
+                raise DataError(f"{common}: common_feature_index {k!r} appears twice, on lines {first[k]} and {n}")
+            first[k] = int(n)
+        rows, codes, ids, more = _raw_features(_field(flat, starts, 2), kept_no, common)
+        keys.append(key)
+        rows_.append(rows + base)
+        codes_.append(codes)
+        ids_.append(ids)
+        unknown.update(more)
+        if len(first) == len(needed):
+            break
+    block = _concat(rows_)
+    offsets = np.concatenate([[0], np.cumsum(np.bincount(block, minlength=len(first)))]).astype(np.int64)
+    found = pa.concat_arrays(keys) if keys else pa.array([], pa.string())
+    return found, offsets, _concat(codes_), _concat(ids_), sorted(unknown)
+
+
+def _read_tianchi(skeleton: Path, max_rows: int | None) -> tuple[pa.Table, dict[str, object]]:
+    """Stream one ``sample_skeleton`` file (its first ``max_rows`` lines), then its ``common_features``
+    file for the blocks those lines name, and join: each impression's own features, then its block's."""
+    common = _common_file(skeleton)
+    chunks = []
+    unknown: set[str] = set()
+    for lines, line_no in _line_chunks(skeleton, max_rows):
+        flat, starts = _split_fields(lines, line_no, skeleton, layout=_SKELETON_LAYOUT, exactly=6)
+        heads = _heads(flat, starts, line_no, skeleton)
+        index = _field(flat, starts, 3)
+        empty = pc.equal(index, "").to_numpy(zero_copy_only=False)
+        if empty.any():
+            raise DataError(f"{skeleton}: line {line_no[_first_bad(empty)]}: field 4 (common_feature_index) is empty")
+        _check_count(_field(flat, starts, 4), line_no, skeleton, 4, "feature_num")
+        rows, codes, ids, more = _raw_features(_field(flat, starts, 5), line_no, skeleton)
+        unknown.update(more)
+        chunks.append((heads, index, line_no, rows, codes, ids))
+    if not chunks:
+        raise DataError(f"{skeleton}: file has no lines")
+
+    needed = pc.unique(pa.chunked_array([c[1] for c in chunks]))
+    found, offsets, block_codes, block_ids, more = _read_common(common, needed)
+    unknown.update(more)
+    if len(found) < len(needed):
+        for _, index, line_no, *_ in chunks:
+            missing = pc.invert(pc.is_in(index, value_set=found)).to_numpy(zero_copy_only=False)
+            if missing.any():
+                i = _first_bad(missing)
                 raise DataError(
-                    f"{path}: line {line_no[i]}: field {field!r} holds one id per impression but appears {counts[i]} times"
+                    f"{skeleton}: line {line_no[i]}: common_feature_index {index[i].as_py()!r} has no block in {common} "
+                    f"({len(needed) - len(found)} of the {len(needed)} indices used are missing there)"
                 )
-            values = np.zeros(n, dtype=np.int64)
-            values[r] = v
-            columns[field] = pa.array(values, mask=counts == 0)
-    unknown = sorted(set(names) - set(PADDLEREC_FIELDS))
-    table = pa.table(
-        {
-            "sample_id": pa.array(heads["sample_id"]),
-            "click": pa.array(heads["click"]),
-            "purchase": pa.array(heads["purchase"]),
-            **columns,
-        }
-    )
-    return table, unknown, longest
+
+    tables, longest = [], {}
+    for heads, index, line_no, rows, codes, ids in chunks:
+        n = len(index)
+        block = pc.index_in(index, value_set=found).to_numpy(zero_copy_only=False).astype(np.int64)
+        own, shared = np.bincount(rows, minlength=n), offsets[block + 1] - offsets[block]
+        total = own + shared
+        start = np.cumsum(total) - total  # where each impression's tokens start in the joined arrays
+        at_own = np.repeat(start - (np.cumsum(own) - own), own) + np.arange(len(rows))
+        at_shared = np.repeat(start + own - (np.cumsum(shared) - shared), shared) + np.arange(shared.sum())
+        take = np.repeat(offsets[block] - (np.cumsum(shared) - shared), shared) + np.arange(shared.sum())
+        joined_codes, joined_ids = np.empty(total.sum(), np.int64), np.empty(total.sum(), np.int64)
+        joined_codes[at_own], joined_ids[at_own] = codes, ids
+        joined_codes[at_shared], joined_ids[at_shared] = block_codes[take], block_ids[take]
+        table, chunk_longest = _impressions(
+            heads, np.repeat(np.arange(n), total), joined_codes, joined_ids, line_no, skeleton,
+            where=f" (its own features plus its common_features block in {common})",
+        )
+        tables.append(table)
+        _merge_longest(longest, chunk_longest)
+    info = {"unknown": sorted(unknown), "longest": longest, "blocks": len(found), "common": common}
+    return pa.concat_tables(tables), info
 
 
 # -- the loader -------------------------------------------------------------------------------------
 def _check(format: str, validation_fraction: float, test_fraction: float, max_rows: int | None) -> None:
-    if format not in ("auto", "rechub", "paddlerec"):
-        raise ValueError(f"format must be 'auto', 'rechub' or 'paddlerec', got {format!r}")
+    if format not in ("auto", "rechub", "paddlerec", "tianchi"):
+        raise ValueError(f"format must be 'auto', 'rechub', 'paddlerec' or 'tianchi', got {format!r}")
     check_fraction("validation_fraction", validation_fraction)
     check_fraction("test_fraction", test_fraction, allow_zero=True)
     if validation_fraction + test_fraction >= 1.0:
@@ -347,6 +642,8 @@ def _locate(target: Path, format: str) -> tuple[str, dict[str, list[Path]]]:
     """(format, {split: files}) for a file or folder."""
     if target.is_file():
         fmt = _sniff(target) if format == "auto" else format
+        if fmt == "tianchi":
+            _common_file(target)  # fails now, not after reading the impressions, when it is missing
         return fmt, {"train": [target], "validation": [], "test": []}
     if format in ("auto", "rechub"):
         rechub = _rechub_files(target)
@@ -356,12 +653,24 @@ def _locate(target: Path, format: str) -> tuple[str, dict[str, list[Path]]]:
             raise DataNotFoundError(
                 f"{target} holds no ali_ccp_train*.csv: put torch-rechub's Ali-CCP CSVs there (ali_ccp_{{train,val,test}}.csv)"
             )
+    if format in ("auto", "tianchi"):
+        raw = _tianchi_files(target)
+        if raw["train"]:
+            for p in (*raw["train"], *raw["test"]):
+                _common_file(p)
+            return "tianchi", raw
+        if format == "tianchi" or raw["test"]:
+            raise DataNotFoundError(
+                f"{target} holds no {_SKELETON}train.csv (nor sample_train/{_SKELETON}train.csv): put Alibaba's raw "
+                f"Ali-CCP files there ({_SKELETON}{{train,test}}.csv and {_COMMON}{{train,test}}.csv, {PUBLISHED_AT})"
+            )
     paddle = _paddlerec_files(target)
     if not paddle["train"]:
         raise DataNotFoundError(
             f"{target} holds no Ali-CCP files: expected torch-rechub CSVs (ali_ccp_train*.csv, ali_ccp_val*.csv, "
-            "ali_ccp_test*.csv) or PaddleRec ESMM files (train*.txt / train/ / train_data/ and test*.txt / test/ / "
-            f"test_data/). Published at {PUBLISHED_AT}."
+            "ali_ccp_test*.csv), PaddleRec ESMM files (train*.txt / train/ / train_data/ and test*.txt / test/ / "
+            f"test_data/) or Alibaba's raw files ({_SKELETON}{{train,test}}.csv with {_COMMON}{{train,test}}.csv). "
+            f"Published at {PUBLISHED_AT}."
         )
     if format == "auto":
         kinds = {_sniff(p) for p in paddle["train"]}
@@ -375,7 +684,7 @@ def ali_ccp(
     data_dir: str | os.PathLike | None = None,
     *,
     path: str | None = None,
-    format: Literal["auto", "rechub", "paddlerec"] = "auto",
+    format: Literal["auto", "rechub", "paddlerec", "tianchi"] = "auto",
     split_seed: int = 0,
     validation_fraction: float = 0.1,
     test_fraction: float = 0.1,
@@ -383,16 +692,22 @@ def ali_ccp(
     max_rows: int | None = None,
     sequence_max_len: int = 50,
 ) -> DatasetBundle:
-    """Ali-CCP (ESMM, SIGIR 2018): ctr, cvr (clicked space), ctcvr; torch-rechub CSV or PaddleRec lines.
+    """Ali-CCP (ESMM, SIGIR 2018): ctr, cvr (clicked space), ctcvr; torch-rechub CSV, PaddleRec lines
+    or Alibaba's raw Tianchi files.
 
     ``path``: a folder or one file (default ``<data dir>/ali_ccp_samples/torch_rechub``; a relative
-    path is looked up in the data directory when it does not exist from the working directory).
-    ``format``: ``auto`` (from the first line), ``rechub`` or ``paddlerec``. Splits: the given
-    train/val/test files; a split without a file is a seeded part (``split_seed``) of train with
+    path is looked up in the data directory when it does not exist from the working directory). For
+    the raw files: the folder holding ``sample_skeleton_{train,test}.csv`` and
+    ``common_features_{train,test}.csv`` (or their ``sample_train/``, ``sample_test/`` sub-folders),
+    or one ``sample_skeleton_*.csv`` file (its ``common_features_*.csv`` must lie beside it).
+    ``format``: ``auto`` (from the file names and first line), ``rechub``, ``paddlerec`` or
+    ``tianchi`` (the raw files; same table as ``paddlerec``). Splits: the given train/val/test
+    files; a split without a file is a seeded part (``split_seed``) of train with
     ``validation_fraction``/``test_fraction`` of its rows (``test_fraction=0``: no test split
     then). ``tasks``: a subset of ``["ctr", "cvr", "ctcvr"]``. ``max_rows``: read only the first
-    ``max_rows`` rows of each file (a prefix, not a random sample). ``sequence_max_len``: PaddleRec
-    format only: how many ids of each multi-valued field are kept (the last ones, in file order).
+    ``max_rows`` rows of each file (a prefix, not a random sample; for the raw files: of each
+    sample_skeleton file, whose common blocks are then looked up). ``sequence_max_len``: PaddleRec
+    and raw formats: how many ids of each multi-valued field are kept (the last ones, in file order).
     """
     _check(format, validation_fraction, test_fraction, max_rows)
     if isinstance(sequence_max_len, bool) or int(sequence_max_len) != sequence_max_len or sequence_max_len < 1:
@@ -405,6 +720,7 @@ def ali_ccp(
     unknown: set[str] = set()
     longest: dict[str, int] = {}
     orphans = 0
+    blocks: list[str] = []
     tables: dict[str, pa.Table | None] = {}
     for split, paths in files.items():
         if not paths:
@@ -416,16 +732,19 @@ def ali_ccp(
                 t, more = _read_rechub(p, max_rows)
                 extra.extend(c for c in more if c not in extra)
             else:
-                t, info = _read_paddlerec(p, max_rows)
+                t, info = (_read_paddlerec if fmt == "paddlerec" else _read_tianchi)(p, max_rows)
                 unknown.update(info["unknown"])  # type: ignore[arg-type]
-                for k, v in info["longest"].items():  # type: ignore[union-attr]
-                    longest[k] = max(longest.get(k, 0), v)
+                _merge_longest(longest, info["longest"])  # type: ignore[arg-type]
+                if fmt == "tianchi":
+                    blocks.append(f"{p.name}: {info['blocks']} block(s) from {info['common']}")
             t, orphan = with_ctcvr(t, p, click="click", conversion="purchase")
             orphans += orphan
             parts.append(t)
         tables[split] = pa.concat_tables(parts) if len(parts) > 1 else parts[0]
 
-    sources = {s: ", ".join(str(p) for p in ps) for s, ps in files.items() if ps}
+    sources = {
+        s: ", ".join(f"{p} + {_common_file(p)}" if fmt == "tianchi" else str(p) for p in ps) for s, ps in files.items() if ps
+    }
     carved = [s for s in ("validation", "test") if tables[s] is None and (s == "validation" or test_fraction > 0)]
     train = tables["train"]
     assert train is not None
@@ -459,8 +778,14 @@ def ali_ccp(
             "sequence": [{"name": f, "max_len": int(sequence_max_len)} for f in PADDLEREC_SEQUENCE],
         }
         long = {k: v for k, v in longest.items() if v > sequence_max_len}
+        layout = (
+            "PaddleRec ESMM lines (sample_id,click,conversion,field:id,...)"
+            if fmt == "paddlerec"
+            else "Alibaba's raw files: each sample_skeleton line's features plus the common_features block its "
+            f"common_feature_index names ({'; '.join(blocks)}), feature values (after \\x03) dropped"
+        )
         fmt_note = (
-            f"PaddleRec ESMM lines (sample_id,click,conversion,field:id,...): {len(PADDLEREC_CATEGORICAL)} single-valued "
+            f"{layout}: {len(PADDLEREC_CATEGORICAL)} single-valued "
             f"fields as categorical, {len(PADDLEREC_SEQUENCE)} multi-valued fields as sequence (list<int64>, file order); "
             "sample_id kept, not a feature"
             + (f"; ignored unknown fields {sorted(unknown)}" if unknown else "")
@@ -471,7 +796,7 @@ def ali_ccp(
             )
         )
     kept = [*[c if isinstance(c, str) else c["name"] for cols in features.values() for c in cols], "click", "purchase", "ctcvr"]
-    if fmt == "paddlerec":
+    if fmt in ("paddlerec", "tianchi"):
         kept = ["sample_id", *kept]
     out = {s: (t.select(kept) if t is not None else None) for s, t in tables.items()}
     given = [s for s, ps in files.items() if ps]
@@ -481,7 +806,10 @@ def ali_ccp(
         + ("" if out["test"] is not None else "; no test split (test_fraction=0)")
     )
     counts = "; ".join(f"{s}: {label_summary(t, 'click', 'purchase')}" for s, t in out.items() if t is not None)
-    small = any("sample" in str(p) or "small" in p.name for ps in files.values() for p in ps)
+    small = any(
+        "sample" in re.sub(r"sample_skeleton_|sample_(train|test)\b", "", str(p)) or "small" in p.name
+        for ps in files.values() for p in ps
+    )  # fmt: skip
     notes = (
         f"Ali-CCP ({PAPER}) from {target}, format {fmt} ({fmt_note}). Tasks: "
         + ", ".join(t["name"] for t in task_dicts)
