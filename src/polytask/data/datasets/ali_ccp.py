@@ -215,20 +215,27 @@ def _is_data_file(p: Path) -> bool:
 def _rechub_files(folder: Path) -> dict[str, Path | None]:
     found: dict[str, Path | None] = {}
     for split, word in _RECHUB_SPLITS.items():
-        matches = sorted(
-            p for p in folder.iterdir()
-            if p.is_file() and p.name.startswith(f"ali_ccp_{word}") and p.name.lower().endswith((".csv", ".csv.gz"))
-        )  # fmt: skip
-        exact = [p for p in matches if p.name in (f"ali_ccp_{word}.csv", f"ali_ccp_{word}.csv.gz")]
-        if len(exact) == 1:
-            matches = exact
-        if len(matches) > 1:
-            raise DataError(
-                f"{folder}: several files for the {split} split ({', '.join(p.name for p in matches)}); "
-                "pass path=<one file> or keep one of them in the folder"
-            )
+        matches = _csv_files([folder], f"ali_ccp_{word}", folder, split, "pass path=<one file>")
         found[split] = matches[0] if matches else None
     return found
+
+
+def _csv_files(places: list[Path], stem: str, folder: Path, split: str, hint: str) -> list[Path]:
+    """The ``<stem>*.csv[.gz]`` files in ``places``: the exact ``<stem>.csv[.gz]`` when there is
+    one, and a DataError naming them when several remain."""
+    matches = sorted(
+        p for q in places for p in q.iterdir()
+        if p.is_file() and p.name.startswith(stem) and p.name.lower().endswith((".csv", ".csv.gz"))
+    )  # fmt: skip
+    exact = [p for p in matches if p.name in (f"{stem}.csv", f"{stem}.csv.gz")]
+    if len(exact) == 1:
+        return exact
+    if len(matches) > 1:
+        raise DataError(
+            f"{folder}: several files for the {split} split ({', '.join(str(p.relative_to(folder)) for p in matches)}); "
+            f"{hint} or keep one of them"
+        )
+    return matches
 
 
 def _paddlerec_files(folder: Path) -> dict[str, list[Path]]:
@@ -253,19 +260,7 @@ def _tianchi_files(folder: Path) -> dict[str, list[Path]]:
     found: dict[str, list[Path]] = {"train": [], "validation": [], "test": []}
     for split in ("train", "test"):
         places = [q for q in (folder, folder / f"sample_{split}") if q.is_dir()]
-        matches = sorted(
-            p for q in places for p in q.iterdir()
-            if p.is_file() and p.name.startswith(f"{_SKELETON}{split}") and p.name.lower().endswith((".csv", ".csv.gz"))
-        )  # fmt: skip
-        exact = [p for p in matches if p.name in (f"{_SKELETON}{split}.csv", f"{_SKELETON}{split}.csv.gz")]
-        if len(exact) == 1:
-            matches = exact
-        if len(matches) > 1:
-            raise DataError(
-                f"{folder}: several raw files for the {split} split ({', '.join(str(p) for p in matches)}); "
-                "pass path=<one sample_skeleton file> or keep one of them"
-            )
-        found[split] = matches
+        found[split] = _csv_files(places, f"{_SKELETON}{split}", folder, split, "pass path=<one sample_skeleton file>")
     return found
 
 
