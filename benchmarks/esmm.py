@@ -20,11 +20,28 @@ Budget, the same for every model: Adam lr 1e-3, batch 1024, at most 20 epochs wi
 (patience 2) on the model's own validation loss (the unweighted sum of its trained tasks'
 losses; BASE's CVR and CTR networks stop separately), best epoch restored, test split read once.
 One seed = one simulated market (``entire_space`` with ``seed`` = the seed: new users, items and
-impressions; 300,000 training impressions, 75,000 each for validation and test) and the training
-seed; the real samples keep their split (``split_seed`` 0) and vary the training seed only.
-Default run: 5 seeds, 2 worker processes x 1 torch thread, about 10-12 minutes on 2 cores (a
-one-seed probe at 500,000 rows took 3.7 minutes on a shared 2-core machine; the models overfit the
-sparse conversions within a few epochs, so early stopping ends most runs well before 20 epochs).
+impressions; validation and test a quarter of the training size each) and the training seed; the
+real samples keep their split (``split_seed`` 0) and vary the training seed only.
+
+Three simulated regimes (suites), because where ESMM should help depends on where the conversion
+signal lives and how much data each part of it gets:
+
+* ``entire_space`` (the simulator's defaults): 2,000 users x 1,000 items, 300,000 impressions (about
+  150 per user), click rate 7 %, CVR 10 %, ``shared = 0.5``, ``clickbait = 0.3``. Most of both
+  logits is user-item latent affinity that 150 impressions per user barely identify (CTR AUC
+  0.69 against the truth's 0.80), so there is little for shared embeddings to pass on.
+* ``entire_space_dense``: dense ids, sparse conversions: 1,000 users x 500 items, 1,000,000
+  impressions (1,000 per user), click rate 5 %, CVR 5 % (about 2,500 conversions), ``shared = 0.8``
+  (the click affinity is most of the conversion logit). The CTR side is learnable from all
+  impressions; the conversion-only parts (user purchase bias, item quality, ``a_perp``) get a
+  couple of conversions per user.
+* ``entire_space_aligned``: as ``dense`` with ``clickbait = -0.8``: attractive items convert
+  *better* (item quality and click appeal correlate +0.8), a per-item effect that an item embedding
+  learned from impressions carries to the CVR tower.
+
+Default run: 5 seeds x 3 regimes x 4 models, 2 worker processes x 1 torch thread, about 45 minutes
+on 2 cores (the dense regimes dominate: about 1-2 minutes a run). The models overfit the sparse
+conversions within a few epochs, so early stopping ends most CVR networks well before 20 epochs.
 
 Metrics on the test split (``polytask.data.datasets.entire_space.entire_space_metrics``, from
 ``run.predict`` on the test table): CVR AUC over the *entire* impression space (pCVR against
@@ -35,12 +52,14 @@ CTCVR AUC and CTR AUC over all impressions; mean ± std over seeds, and the CVR 
 BASE paired by seed. The real samples have no ground truth: clicked-space CVR AUC, CTCVR and CTR
 AUC only.
 
-Run: ``python benchmarks/esmm.py`` (``--help`` for options).
+Run: ``python benchmarks/esmm.py`` (``--help`` for options; ``--render`` rebuilds the markdown
+from the stored JSON without training).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import multiprocessing
 import statistics
@@ -53,7 +72,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import environment, write_results  # noqa: E402
+from common import RESULTS, environment, write_results  # noqa: E402
 
 TOWER = [90, 50, 20]
 EMBEDDING = 8
@@ -74,8 +93,12 @@ MODELS: dict[str, list[tuple[dict[str, Any], list[str]]]] = {
 }
 BASELINE = "BASE"
 
+_DENSE = {"rows": 1_000_000, "num_users": 1_000, "num_items": 500, "click_rate": 0.05, "cvr_rate": 0.05, "shared": 0.8}
 SUITES: dict[str, dict[str, Any]] = {
     "entire_space": {"dataset": "entire_space", "params": {"rows": 300_000}, "truth": True, "seeded_data": True},
+    "entire_space_dense": {"dataset": "entire_space", "params": _DENSE, "truth": True, "seeded_data": True},
+    "entire_space_aligned": {"dataset": "entire_space", "params": _DENSE | {"clickbait": -0.8}, "truth": True,
+                             "seeded_data": True},
     "ali_ccp": {"dataset": "ali_ccp", "params": {}, "truth": False, "seeded_data": False},
     "aliexpress": {"dataset": "aliexpress", "params": {}, "truth": False, "seeded_data": False},
 }
@@ -97,7 +120,7 @@ def _load(suite: str, seed: int, rows: int | None, data_dir: str | None) -> Any:
     params = dict(spec["params"])
     if spec["seeded_data"]:
         params["seed"] = seed
-    if rows is not None and suite == "entire_space":
+    if rows is not None and spec["dataset"] == "entire_space":
         params["rows"] = rows
     return DATASETS.get(spec["dataset"])(data_dir, **params)
 
@@ -184,9 +207,9 @@ def summarize(rows: list[dict[str, Any]], keys: list[str]) -> dict[str, dict[str
         if not runs:
             continue
         entry: dict[str, Any] = {k: _stats([r["metrics"].get(k, math.nan) for r in runs]) for k in keys}
-        entry["delta_cvr_auc_vs_base"] = _stats([
-            r["metrics"][keys[0]] - base[r["seed"]][keys[0]] for r in runs if r["seed"] in base
-        ])
+        deltas = [r["metrics"][keys[0]] - base[r["seed"]][keys[0]] for r in runs if r["seed"] in base]
+        entry["delta_cvr_auc_vs_base"] = _stats(deltas)
+        entry["wins_vs_base"] = sum(d > 0 for d in deltas)
         entry["epochs"] = _stats([sum(r["epochs"]) / len(r["epochs"]) for r in runs])
         entry["seconds_per_epoch"] = _stats([r["seconds_per_epoch"] for r in runs])
         entry["parameters"] = runs[0]["parameters"]
@@ -205,11 +228,43 @@ def markdown(summary: dict[str, dict[str, Any]], metrics: list[tuple[str, str]])
             cells = [_cell(e[k]) if k in e else "" for k, _ in metrics] + ["", "", "", ""]
         else:
             d = e["delta_cvr_auc_vs_base"]
-            delta = "—" if label == BASELINE or d["n"] == 0 else f"{d['mean']:+.4f} ± {d['std']:.4f}"
+            delta = ("—" if label == BASELINE or d["n"] == 0
+                     else f"{d['mean']:+.4f} ± {d['std']:.4f} ({e['wins_vs_base']}/{d['n']} seeds above)")
             cells = [_cell(e[k]) for k, _ in metrics] + [
                 delta, f"{e['epochs']['mean']:.1f}", f"{e['seconds_per_epoch']['mean']:.2f}", f"{e['parameters']:,}"]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return lines
+
+
+def render(payload: dict[str, Any]) -> str:
+    """The results markdown of a payload (what ``main`` writes; ``--render`` rebuilds it from the JSON)."""
+    args = payload["args"]
+    lines = ["# Entire-space CVR: BASE, ESMM-NS, ESMM, AITM", "", __doc__.split("Run:")[0].strip(), ""]
+    for suite in args["suites"]:
+        if suite not in payload["suites"]:
+            lines += [f"## {suite}", "", f"Skipped: {payload['skipped'].get(suite, 'no runs')}", ""]
+            continue
+        truth = SUITES[suite]["truth"]
+        metrics = TRUTH_METRICS if truth else REAL_METRICS
+        suite_rows = payload["suites"][suite]["rows"]
+        summary = summarize(suite_rows, [k for k, _ in metrics])
+        lines += [f"## {suite}", ""]
+        if not truth:
+            lines += [f"**Smoke run only: the {suite} sample has {suite_rows[0]['test_rows']} test rows; these numbers "
+                      "are not meaningful (a handful of clicks and conversions; n/a where a split has one class). "
+                      "They show that the models run end to end on the real data format.**", ""]
+        lines += markdown(summary, metrics)
+        lines += ["", f"Data: {suite_rows[0]['notes']}", ""]
+    lines += [
+        "Context (not comparable: other data, full Ali-CCP): the ESMM paper's Table 2 reports CVR AUC (clicked) "
+        "66.00 BASE / 68.25 ESMM-NS / 68.56 ESMM and CTCVR AUC 62.07 / 64.44 / 65.32 (%, 10 runs); "
+        "see shared/reference/paper-results.md §3.",
+        "",
+        f"Command: `{('python benchmarks/esmm.py ' + payload.get('command', '')).strip()}`"
+        + f" ({payload.get('minutes', math.nan):.1f} min, {args['jobs']} worker processes x {args['threads']} thread, "
+        f"{args['seeds']} seeds)",
+    ]
+    return "\n".join(lines) + "\n"
 
 
 def main() -> None:
@@ -219,13 +274,24 @@ def main() -> None:
                     help="rows to run (BASE is needed for the paired differences)")
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--rows", type=int, default=None,
-                    help=f"entire_space training rows (default {SUITES['entire_space']['params']['rows']:,}; "
-                         "validation and test get a quarter each)")
+                    help="training rows of every simulated suite (default: the suite's own, 300,000 or "
+                         "1,000,000; validation and test get a quarter each)")
     ap.add_argument("--jobs", type=int, default=2, help="runs trained in parallel worker processes")
     ap.add_argument("--threads", type=int, default=1, help="torch threads per worker")
     ap.add_argument("--data-dir", default=None)
     ap.add_argument("--name", default="esmm")
+    ap.add_argument("--render", action="store_true",
+                    help="train nothing: rebuild results/<name>.md from results/<name>.json")
     args = ap.parse_args()
+    if args.render:  # the summaries are recomputed from the stored rows, the JSON's rows are kept
+        payload = json.loads((RESULTS / f"{args.name}.json").read_text())
+        for suite, part in payload["suites"].items():
+            metrics = TRUTH_METRICS if SUITES[suite]["truth"] else REAL_METRICS
+            part["summary"] = summarize(part["rows"], [k for k, _ in metrics])
+        text = render(payload)
+        print(text)
+        write_results(args.name, payload, text)
+        return
     start = time.time()
     jobs = [(s, m, seed) for seed in range(args.seeds) for s in args.suites for m in args.models]
     rows: list[dict[str, Any]] = []
@@ -246,34 +312,15 @@ def main() -> None:
     payload: dict[str, Any] = {
         "environment": environment(), "args": vars(args), "budget": {"train": TRAIN, "optimizer": OPTIMIZER},
         "models": {k: [{"model": m, "tasks": t} for m, t in v] for k, v in MODELS.items() if k in args.models},
-        "suites": {}, "skipped": skipped,
+        "suites": {}, "skipped": skipped, "command": " ".join(sys.argv[1:]), "minutes": (time.time() - start) / 60,
     }
-    lines = ["# Entire-space CVR: BASE, ESMM-NS, ESMM, AITM", "", __doc__.split("Run:")[0].strip(), ""]
     for suite in args.suites:
         suite_rows = [r for r in rows if r["suite"] == suite]
-        if not suite_rows:
-            lines += [f"## {suite}", "", f"Skipped: {skipped.get(suite, 'no runs')}", ""]
-            continue
-        truth = SUITES[suite]["truth"]
-        metrics = TRUTH_METRICS if truth else REAL_METRICS
-        summary = summarize(suite_rows, [k for k, _ in metrics])
-        payload["suites"][suite] = {"config": SUITES[suite], "summary": summary, "rows": suite_rows}
-        lines += [f"## {suite}", ""]
-        if not truth:
-            lines += [f"**Smoke run only: the {suite} sample has {suite_rows[0]['test_rows']} test rows; these numbers "
-                      "are not meaningful (a handful of clicks and conversions; n/a where a split has one class). "
-                      "They show that the models run end to end on the real data format.**", ""]
-        lines += markdown(summary, metrics)
-        lines += ["", f"Data: {suite_rows[0]['notes']}", ""]
-    lines += [
-        "Context (not comparable: other data, full Ali-CCP): the ESMM paper's Table 2 reports CVR AUC (clicked) "
-        "66.00 BASE / 68.25 ESMM-NS / 68.56 ESMM and CTCVR AUC 62.07 / 64.44 / 65.32 (%, 10 runs); "
-        "see shared/reference/paper-results.md §3.",
-        "",
-        f"Command: `python benchmarks/esmm.py {' '.join(sys.argv[1:])}`".rstrip()
-        + f" ({(time.time() - start) / 60:.1f} min, {args.jobs} worker processes x {args.threads} thread, {args.seeds} seeds)",
-    ]
-    text = "\n".join(lines) + "\n"
+        if suite_rows:
+            metrics = TRUTH_METRICS if SUITES[suite]["truth"] else REAL_METRICS
+            summary = summarize(suite_rows, [k for k, _ in metrics])
+            payload["suites"][suite] = {"config": SUITES[suite], "summary": summary, "rows": suite_rows}
+    text = render(payload)
     print(text)
     write_results(args.name, payload, text)
 

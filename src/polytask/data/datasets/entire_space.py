@@ -24,7 +24,10 @@ test split is the same whatever ``rows`` is, and a smaller split is a prefix of 
    ``q_i = 0.5 (-lambda z_i + sqrt(1 - lambda^2) e_i)`` with ``z_i, e_i ~ N(0, 1)`` and
    ``lambda = clickbait`` (attractive items convert worse when lambda > 0). Item price
    ``price_i ~ N(0, 1)`` (a standardised log price).
-2. Impression: user ``u ~ Uniform(U)``, item ``i ~ Uniform(I)``, position ``pos ~ Uniform{1..10}``;
+2. Impression: user ``u``, item ``i`` and position ``pos ~ Uniform{1..10}``, independently; users
+   and items uniform by default, or long-tailed (``user_popularity`` / ``item_popularity`` = a Zipf
+   exponent ``e > 0``: ``P(i) ∝ r_i^-e`` over a random ranking ``r`` drawn with the universe,
+   unrelated to the entity's attributes, as in real logs where a few items take most impressions);
    ``f_c = beta_c + s a + b_u + b_i - 0.5 ln(pos)`` and
    ``f_v = beta_v + s (rho a + sqrt(1 - rho^2) a_perp) + d_u + q_i - 0.4 price_i`` with
    ``s = affinity_scale`` and ``rho = shared``: the shared component ``rho a`` drives both click
@@ -38,8 +41,8 @@ test split is the same whatever ``rows`` is, and a smaller split is a prefix of 
    ``sum(p_click p_cvr) / sum(p_click)``, is ``cvr_rate``.
 
 Defaults: 2,000 users in 10 segments, 1,000 items in 20 categories, ``k = 8``, ``shared = 0.5``,
-``clickbait = 0.3``, ``affinity_scale = 1``, ``click_rate = 0.07``, ``cvr_rate = 0.10``; 200,000
-train and 50,000 validation and test impressions.
+``clickbait = 0.3``, ``affinity_scale = 1``, uniform popularity, ``click_rate = 0.07``,
+``cvr_rate = 0.10``; 200,000 train and 50,000 validation and test impressions.
 
 Why the clicked space is biased: selection (click) depends on the affinity ``a`` which also drives
 conversion (``rho > 0``), so clicked impressions have higher ``p_cvr`` than impressions at large:
@@ -334,7 +337,9 @@ def entire_space(
     ``rows`` train impressions (validation and test: ``rows // 4`` each unless given). ``shared``
     (rho) is the weight of the click affinity in the conversion logit, ``clickbait`` (lambda) the
     anti-correlation of item attractiveness and quality, ``affinity_scale`` the strength of both
-    affinities; ``click_rate`` / ``cvr_rate`` are the targets the intercepts are solved for.
+    affinities; ``user_popularity`` / ``item_popularity`` Zipf exponents of the impression
+    distributions (0 = uniform); ``click_rate`` / ``cvr_rate`` are the targets the intercepts are
+    solved for.
     ``data_dir`` is accepted for a uniform loader signature and ignored. See the module docstring.
     """
     _check(
