@@ -39,7 +39,7 @@ signal lives and how much data each part of it gets:
   *better* (item quality and click appeal correlate +0.8), a per-item effect that an item embedding
   learned from impressions carries to the CVR tower.
 
-Default run: 5 seeds x 3 regimes x 4 models, 2 worker processes x 1 torch thread, about 45 minutes
+Default run: 5 seeds x 3 regimes x 4 models, 2 worker processes x 1 torch thread, about 25 minutes
 on 2 cores (the dense regimes dominate: about 1-2 minutes a run). The models overfit the sparse
 conversions within a few epochs, so early stopping ends most CVR networks well before 20 epochs.
 
