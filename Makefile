@@ -41,7 +41,7 @@ bench-esmm: install
 
 bench-dupn: install
 	$(BIN)/python benchmarks/dupn.py
-	$(BIN)/python benchmarks/dupn.py --split users --epochs 20 --name dupn_users
+	$(BIN)/python benchmarks/dupn.py --split users --name dupn_users
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info src/*.egg-info

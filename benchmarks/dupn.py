@@ -26,7 +26,7 @@ the new tower trains); (b) the same DUPN architecture trained from scratch on oc
 Test accuracy and macro-F1, mean ± std over seeds; the majority-class accuracy is given for scale.
 The test set has one row per test user (943, or 189 held-out users), so these are per-user numbers.
 
-**Budget** (the same for every run): Adam, lr 1e-3, batch 512, at most ``--epochs`` (default 8)
+**Budget** (the same for every run): Adam, lr 1e-3, batch 512, at most ``--epochs`` (default 20)
 epochs, early stopping on the validation loss (the unweighted sum of the task losses; patience 2),
 best validation epoch restored, test read once. Embedding width 16 everywhere. One torch thread
 per worker process.
@@ -142,7 +142,7 @@ def _cell(stats: dict[str, float], digits: int = 4) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", type=int, default=3)
-    ap.add_argument("--epochs", type=int, default=8)
+    ap.add_argument("--epochs", type=int, default=20)
     ap.add_argument("--jobs", type=int, default=2, help="runs trained in parallel worker processes")
     ap.add_argument("--threads", type=int, default=1, help="torch threads per worker")
     ap.add_argument("--max-users", type=int, default=None, help="keep the first N users (quick checks)")
