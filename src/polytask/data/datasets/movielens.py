@@ -191,6 +191,18 @@ def _lists(offsets: np.ndarray, values: np.ndarray) -> pa.ListArray:
     return pa.ListArray.from_arrays(pa.array(offsets.astype(np.int32)), pa.array(values))
 
 
+def _rows_of(ids: np.ndarray, known: np.ndarray, missing: str) -> np.ndarray:
+    """The row of each of ``ids`` in the id column ``known``; an id not there is a ValueError
+    (``"u.data rates " + missing`` formatted with the id)."""
+    row = np.full(int(known.max()) + 1, -1, dtype=np.int64)
+    row[known] = np.arange(len(known))
+    out = row[np.clip(ids, 0, len(row) - 1)]
+    bad = (ids >= len(row)) | (out < 0)
+    if bad.any():
+        raise ValueError("u.data rates " + missing.format(int(ids[bad][0])))
+    return out
+
+
 def build_events(
     ratings: dict[str, np.ndarray], users: dict[str, np.ndarray], items: dict[str, np.ndarray], max_len: int
 ) -> tuple[pa.Table, np.ndarray]:
@@ -217,18 +229,8 @@ def build_events(
     split[pos == count - 2] = 1
     split[pos == count - 1] = 2
 
-    user_row = np.full(int(users["user"].max()) + 1, -1, dtype=np.int64)
-    user_row[users["user"]] = np.arange(len(users["user"]))
-    urow = user_row[np.clip(user, 0, len(user_row) - 1)]
-    if (user >= len(user_row)).any() or (urow < 0).any():
-        missing = int(user[(user >= len(user_row)) | (urow < 0)][0])
-        raise ValueError(f"u.data rates user {missing}, who is not in u.user")
-    item_row = np.full(int(items["item"].max()) + 1, -1, dtype=np.int64)
-    item_row[items["item"]] = np.arange(len(items["item"]))
-    irow = item_row[np.clip(item, 0, len(item_row) - 1)]
-    if (item >= len(item_row)).any() or (irow < 0).any():
-        missing = int(item[(item >= len(item_row)) | (irow < 0)][0])
-        raise ValueError(f"u.data rates item {missing}, which is not in u.item")
+    urow = _rows_of(user, users["user"], "user {}, who is not in u.user")
+    irow = _rows_of(item, items["item"], "item {}, which is not in u.item")
 
     hour = ((ts // 3600) % 24).astype(np.int8)
     weekday = ((ts // 86400 + 3) % 7).astype(np.int8)  # 0 = Monday (1970-01-01 was a Thursday)
