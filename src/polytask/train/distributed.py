@@ -7,12 +7,23 @@ gloo on the CPU) and picks the process's device; the trainer then shards every b
 processes and all-reduces the gradients (see :class:`~polytask.train.trainer.Trainer`). Every
 process reads the data and evaluates the full validation split, so all take the same early-stopping
 decisions; only rank 0 writes the run directory.
+
+The data-parallel step helpers the trainer uses (:func:`world`, :func:`shard`, :func:`globalise`,
+:func:`all_reduce`, :func:`all_reduce_grads`) are plain functions of what they need; each is the
+identity (or a no-op) in a single process.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from torch import Tensor, nn
+
+    from polytask.data.table import Batch
 
 
 @dataclass
@@ -58,3 +69,71 @@ def shutdown(launch: Launch) -> None:
 
         dist.barrier()
         dist.destroy_process_group()
+
+
+# -- the data-parallel step ---------------------------------------------------------------------
+def world() -> tuple[int, int]:
+    """(world size, rank) of an initialised ``torch.distributed`` process group, else (1, 0)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_world_size(), dist.get_rank()
+    return 1, 0
+
+
+def all_reduce(tensor: Tensor, op: str = "sum", world_size: int = 1) -> Tensor:
+    """Sum (``op="sum"``) or average (``"mean"``) ``tensor`` over the processes, into a new tensor
+    (``tensor`` itself when ``world_size`` is 1)."""
+    if world_size == 1:
+        return tensor
+    import torch.distributed as dist
+
+    out = tensor.detach().clone()
+    dist.all_reduce(out, op=dist.ReduceOp.SUM)
+    return out / world_size if op == "mean" else out
+
+
+def shard(batch: Batch, rank: int, world_size: int) -> Batch | None:
+    """This process's contiguous share of a global batch (None if the batch is too small); the
+    last process takes the remainder."""
+    from polytask.data.table import Batch
+
+    n = len(batch)
+    per = n // world_size
+    if per == 0:
+        return None
+    start = rank * per
+    stop = n if rank == world_size - 1 else start + per
+    b = batch
+    return Batch(*({k: v[start:stop] for k, v in d.items()} for d in (b.features, b.labels, b.masks, b.weights)))
+
+
+def globalise(losses: Mapping[str, Tensor], batch: Batch, world_size: int) -> dict[str, Tensor]:
+    """Rescale each process's per-task mean loss so that the average over processes is the mean
+    over the labelled rows of the whole batch (processes may hold different label counts)."""
+    import torch
+
+    names = list(losses)
+    local = torch.stack([
+        (batch.masks[n].float() * batch.weights[n]).sum() if n in batch.weights else batch.masks[n].float().sum()
+        for n in names
+    ])
+    total = all_reduce(local, "sum", world_size)
+    factor = torch.where(total > 0, local * world_size / total.clamp_min(1e-12), torch.ones_like(local))
+    return {n: losses[n] * factor[i] for i, n in enumerate(names)}
+
+
+def all_reduce_grads(params: Iterable[nn.Parameter], world_size: int) -> None:
+    """Average the gradients of ``params`` (those that have one) over the processes, in one
+    flattened all-reduce."""
+    import torch
+
+    with_grad = [p for p in params if p.grad is not None]
+    if not with_grad or world_size == 1:
+        return
+    flat = all_reduce(torch.cat([p.grad.reshape(-1) for p in with_grad]), "mean", world_size)
+    offset = 0
+    for p in with_grad:
+        n = p.numel()
+        p.grad.copy_(flat[offset : offset + n].view_as(p.grad))
+        offset += n

@@ -8,6 +8,10 @@ given) and restored at the end.
 
 The hot path has no per-batch host synchronisation: running losses stay tensors and are read
 for the progress bar every few steps only; metrics are computed once per split, not per batch.
+
+Evaluation and prediction live in :mod:`polytask.train.evaluation`, the data-parallel helpers in
+:mod:`polytask.train.distributed`, the progress bar in :mod:`polytask.train.progress`;
+``predict_raw`` and ``evaluate_table`` are re-exported here for older imports.
 """
 
 from __future__ import annotations
@@ -27,10 +31,15 @@ from torch import Tensor, nn
 from polytask.data.loader import BatchLoader
 from polytask.data.table import Batch, TensorTable
 from polytask.errors import ConfigError
-from polytask.metrics import HIGHER_IS_BETTER, compute_metrics
+from polytask.metrics import HIGHER_IS_BETTER
 from polytask.tasks import Task
+from polytask.train import distributed
+from polytask.train.evaluation import evaluate_table, per_example_losses, predict_raw
 from polytask.train.optim import create_optimizer, create_scheduler
+from polytask.train.progress import ProgressBar
 from polytask.weighting import Equal, StepContext, Weighting
+
+__all__ = ["Trainer", "evaluate_table", "parse_monitor", "predict_raw", "resolve_device"]
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -61,42 +70,6 @@ def parse_monitor(monitor: str, tasks: Sequence[Task]) -> tuple[str | None, str,
             f"train.monitor: task {task_name!r} has metrics {', '.join(by_name[task_name].metrics)}, not {metric!r}"
         )
     return task_name, metric, HIGHER_IS_BETTER[metric]
-
-
-@torch.inference_mode()
-def predict_raw(
-    model: nn.Module, table: TensorTable, task_names: Sequence[str], batch_size: int = 8192,
-    device: torch.device | str = "cpu",
-) -> dict[str, Tensor]:
-    """Raw outputs of ``model`` for every row of ``table`` (on the CPU), in row order."""
-    model.eval()
-    device = torch.device(device)
-    chunks: dict[str, list[Tensor]] = {name: [] for name in task_names}
-    for batch in BatchLoader(table, batch_size):
-        if device.type != "cpu":
-            batch = batch.to(device)
-        out = model(batch.features)
-        for name in chunks:
-            chunks[name].append(out[name].float().cpu())
-    return {name: torch.cat(parts) for name, parts in chunks.items()}
-
-
-def evaluate_table(
-    model: nn.Module, tasks: Sequence[Task], table: TensorTable, batch_size: int = 8192, device: torch.device | str = "cpu"
-) -> dict[str, Any]:
-    """``{task: {metric: value, "loss": ...}}`` plus ``loss`` (sum of the trained tasks' losses,
-    see ``loss_task_names``) on labelled rows."""
-    outputs = predict_raw(model, table, [t.name for t in tasks], batch_size, device)
-    metrics: dict[str, Any] = compute_metrics(tasks, outputs, table.labels, table.masks)
-    trained = set(model.loss_task_names()) if hasattr(model, "loss_task_names") else {t.name for t in tasks}
-    total = 0.0
-    for t in tasks:
-        loss = float(t.loss(outputs[t.name], table.labels[t.name], table.masks[t.name], table.weights.get(t.name)))
-        metrics[t.name]["loss"] = loss
-        if t.name in trained:
-            total += loss
-    metrics["loss"] = total
-    return metrics
 
 
 class Trainer:
@@ -185,7 +158,7 @@ class Trainer:
             raise ConfigError("train.accumulate: must be >= 1")
         self.amp, self.accumulate, self.l1, self.l2, self.log_every = amp, accumulate, l1, l2, log_every
         self.scaler = torch.amp.GradScaler("cuda") if amp == "fp16" else None
-        self.world_size, self.rank = _distributed()
+        self.world_size, self.rank = distributed.world()
         self.log_path = Path(log_path) if log_path else None
         self.on_improve = on_improve
         self.callbacks = list(callbacks)
@@ -225,13 +198,7 @@ class Trainer:
             (tensor * factor if factor != 1.0 else tensor).backward(inputs=inputs, retain_graph=retain_graph)
 
     def _all_reduce(self, tensor: Tensor, op: str = "sum") -> Tensor:
-        if self.world_size == 1:
-            return tensor
-        import torch.distributed as dist
-
-        out = tensor.detach().clone()
-        dist.all_reduce(out, op=dist.ReduceOp.SUM)
-        return out / self.world_size if op == "mean" else out
+        return distributed.all_reduce(tensor, op, self.world_size)
 
     def _penalties(self) -> dict[str, Tensor]:
         extra = dict(self.model.regularization())
@@ -243,29 +210,6 @@ class Trainer:
                 extra["l2"] = 0.5 * self.l2 * sum(p.square().sum() for p in weights)
         return extra
 
-    def _shard(self, batch: Batch) -> Batch | None:
-        """This process's contiguous share of a global batch (None if the batch is too small)."""
-        n = len(batch)
-        per = n // self.world_size
-        if per == 0:
-            return None
-        start = self.rank * per
-        stop = n if self.rank == self.world_size - 1 else start + per
-        b = batch
-        return Batch(*({k: v[start:stop] for k, v in d.items()} for d in (b.features, b.labels, b.masks, b.weights)))
-
-    def _globalise(self, losses: dict[str, Tensor], batch: Batch) -> dict[str, Tensor]:
-        """Rescale each process's per-task mean loss so that the average over processes is the mean
-        over the labelled rows of the whole batch (processes may hold different label counts)."""
-        names = list(losses)
-        local = torch.stack([
-            (batch.masks[n].float() * batch.weights[n]).sum() if n in batch.weights else batch.masks[n].float().sum()
-            for n in names
-        ])
-        total = self._all_reduce(local, "sum")
-        factor = torch.where(total > 0, local * self.world_size / total.clamp_min(1e-12), torch.ones_like(local))
-        return {n: losses[n] * factor[i] for i, n in enumerate(names)}
-
     def _task_cosines(self, losses: dict[str, Tensor], ctx: StepContext) -> dict[str, Any] | None:
         from polytask.weighting.gradient import cosine_from_gram, task_gradients
 
@@ -275,18 +219,6 @@ class Trainer:
             return None
         g = self._all_reduce(task_gradients([losses[n] for n in names], shared, ctx.loss_scale), "mean")
         return {"tasks": names, "matrix": cosine_from_gram(g @ g.T).tolist()}
-
-    def _all_reduce_grads(self) -> None:
-        params = [p for p in self.model.parameters() if p.grad is not None]
-        params += [p for p in self.weighting.parameters() if p.grad is not None]
-        if not params:
-            return
-        flat = self._all_reduce(torch.cat([p.grad.reshape(-1) for p in params]), "mean")
-        offset = 0
-        for p in params:
-            n = p.numel()
-            p.grad.copy_(flat[offset : offset + n].view_as(p.grad))
-            offset += n
 
     def _forward_losses(self, batch: Batch) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
         amp = self.amp != "none"
@@ -298,7 +230,7 @@ class Trainer:
             }
             extra = self._penalties()
         if self.world_size > 1:
-            losses = self._globalise(losses, batch)
+            losses = distributed.globalise(losses, batch, self.world_size)
         return losses, extra
 
     def train_epoch(self, loader: BatchLoader, bar: Any = None) -> dict[str, Any]:
@@ -318,7 +250,7 @@ class Trainer:
             if self.device.type != "cpu":
                 batch = batch.to(self.device, non_blocking=non_blocking)
             if self.world_size > 1:
-                batch = self._shard(batch)
+                batch = distributed.shard(batch, self.rank, self.world_size)
                 if batch is None:
                     continue
             micro = batches % self.accumulate
@@ -367,7 +299,7 @@ class Trainer:
 
     def _optimizer_step(self) -> None:
         if self.world_size > 1:
-            self._all_reduce_grads()
+            distributed.all_reduce_grads([*self.model.parameters(), *self.weighting.parameters()], self.world_size)
         if self.scaler is not None:
             self.scaler.unscale_(self.optimizer)
         if self.grad_clip:
@@ -386,16 +318,9 @@ class Trainer:
         """``{task: {metric: value}}`` plus ``loss`` (sum of the task losses) on labelled rows."""
         return evaluate_table(self.model, self.tasks, table, self.eval_batch_size, self.device)
 
-    @torch.inference_mode()
     def per_example_losses(self, table: TensorTable, max_rows: int | None = None) -> Tensor:
         """``[N, T]`` loss of every row of ``table`` (the first ``max_rows``), NaN where unlabelled."""
-        if max_rows is not None and max_rows < len(table):
-            b = table.slice(0, max_rows)
-            table = TensorTable(b.features, b.labels, b.masks, b.weights)
-        outputs = self.predict_raw(table)
-        return torch.stack(
-            [t.per_example_loss(outputs[t.name], table.labels[t.name], table.masks[t.name]) for t in self.tasks], dim=1
-        )
+        return per_example_losses(self.model, self.tasks, table, max_rows, self.eval_batch_size, self.device)
 
     def score(self, metrics: dict[str, Any]) -> float:
         if self.monitor_task is None:
@@ -416,7 +341,7 @@ class Trainer:
         """Train; with a validation split, early-stop on ``monitor`` and restore the best weights."""
         loader = BatchLoader(train, self.batch_size, shuffle=True, seed=self.seed)
         stale = 0
-        with _ProgressBar(self.progress, self.epochs, len(loader)) as bar:
+        with ProgressBar(self.progress, self.epochs, len(loader)) as bar:
             for epoch in range(1, self.epochs + 1):
                 bar.start_epoch(epoch)
                 start = time.perf_counter()
@@ -480,65 +405,9 @@ class Trainer:
                 fh.write(json.dumps(record, default=_jsonable) + "\n")
 
 
-def _distributed() -> tuple[int, int]:
-    """(world size, rank) of an initialised ``torch.distributed`` process group, else (1, 0)."""
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_world_size(), dist.get_rank()
-    return 1, 0
-
-
 def _jsonable(value: Any) -> Any:
     if isinstance(value, Tensor):
         return value.tolist()
     if isinstance(value, float) and math.isnan(value):
         return None
     return str(value)
-
-
-class _ProgressBar:
-    """A rich progress bar over epochs and batches (a no-op when disabled or not on a terminal
-    that wants it). The running loss is read from device tensors every ``every`` batches only."""
-
-    every = 20
-
-    def __init__(self, enabled: bool, epochs: int, batches: int) -> None:
-        self.enabled, self.epochs, self.batches = enabled, epochs, batches
-        self.progress = None
-
-    def __enter__(self) -> _ProgressBar:
-        if self.enabled:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-            self.progress = Progress(
-                TextColumn("[bold]{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-                TextColumn("{task.fields[status]}"),
-                transient=False,
-            )
-            self.progress.start()
-            self.bar = self.progress.add_task("train", total=self.batches, status="")
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        if self.progress is not None:
-            self.progress.stop()
-
-    def start_epoch(self, epoch: int) -> None:
-        if self.progress is not None:
-            self.progress.reset(self.bar, total=self.batches, description=f"epoch {epoch}/{self.epochs}")
-
-    def advance(self, done: int, loss_sum: Tensor) -> None:
-        if self.progress is None:
-            return
-        if done % self.every == 0 or done == self.batches:
-            self.progress.update(self.bar, completed=done, status=f"loss {float(loss_sum.sum()) / done:.4f}")
-
-    def end_epoch(self, epoch: int, monitor: str, score: float, best: float | None) -> None:
-        if self.progress is not None:
-            self.progress.update(self.bar, status=f"val {monitor} {score:.4f} (best {best:.4f})" if best is not None else "")
-            self.progress.refresh()
-            self.progress.console.print(f"epoch {epoch}: validation {monitor} = {score:.4f}")
