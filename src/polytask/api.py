@@ -232,24 +232,14 @@ def _train_run(
         optimizer_params=opt,
         scheduler=cfg.scheduler.name,
         scheduler_params=cfg.scheduler.params(),
-        epochs=cfg.train.epochs,
-        batch_size=cfg.train.batch_size,
-        eval_batch_size=cfg.train.eval_batch_size,
-        patience=cfg.train.patience,
-        monitor=cfg.train.monitor,
-        min_delta=cfg.train.min_delta,
-        seed=cfg.train.seed,
-        device=launch.device,
-        grad_clip=cfg.train.grad_clip,
-        amp=cfg.train.amp,
-        accumulate=cfg.train.accumulate,
-        l1=cfg.train.l1,
-        l2=cfg.train.l2,
-        log_every=cfg.train.log_every,
+        **{
+            **cfg.train.trainer_settings(),  # the train: section is the trainer's keywords
+            "device": launch.device,
+            "progress": cfg.train.progress and launch.is_main,
+        },
         log_path=(work_dir / LOG) if work_dir is not None else None,
         on_improve=(lambda tr: run.save_checkpoint(work_dir, tr.best_epoch)) if work_dir is not None else None,
         callbacks=callbacks or (),
-        progress=cfg.train.progress and launch.is_main,
     )
 
     # 3. train (model selection on validation only), then read the test split once

@@ -130,23 +130,20 @@ class SchedulerConfig(_Named):
     name: Literal["none", "step", "cosine", "exponential", "plateau"] = "none"
 
 
-class TrainConfig(_Strict):
-    epochs: int = Field(20, ge=1)
-    batch_size: int = Field(1024, ge=1)
-    eval_batch_size: int = Field(8192, ge=1)
-    patience: int | None = Field(5, ge=1)
-    monitor: str = "loss"
-    min_delta: float = Field(0.0, ge=0)
-    seed: int = 0
-    device: str = "auto"
+def _trainer_settings() -> type[BaseModel]:
+    from polytask.train.trainer import Trainer
+
+    return Trainer.settings_model()
+
+
+class TrainConfig(_trainer_settings()):  # type: ignore[misc]
+    """The ``train:`` section. Its keys are the keyword parameters of
+    :class:`~polytask.train.trainer.Trainer` (``epochs``, ``batch_size``, ``monitor``, ...: types,
+    constraints and defaults read from that signature, see :mod:`polytask.train.settings`), plus
+    the settings below, which act around the trainer rather than in it."""
+
+    #: torch's intra-op threads (default: torch's own choice)
     threads: int | None = Field(None, ge=1)
-    amp: Literal["none", "bf16", "fp16"] = "none"
-    accumulate: int = Field(1, ge=1)
-    l1: float = Field(0.0, ge=0)
-    l2: float = Field(0.0, ge=0)
-    log_every: int | None = Field(50, ge=1)
-    progress: bool = True
-    grad_clip: float | None = Field(None, gt=0)
     #: a run directory whose matching parameters (and feature encoders) this run starts from
     init_from: str | None = None
     #: after init_from: none (fine-tune all), shared (freeze the model's shared modules), loaded
@@ -158,6 +155,16 @@ class TrainConfig(_Strict):
         if value != "none" and not info.data.get("init_from"):
             raise ValueError(f"freeze {value!r} needs train.init_from (the run to load the frozen parameters from)")
         return value
+
+    @pydantic.field_validator("device")
+    @classmethod
+    def _device_by_name(cls, value: Any) -> str:
+        return str(value)  # a torch.device given in Python is saved by its name
+
+    def trainer_settings(self) -> dict[str, Any]:
+        """The keys that are the trainer's keyword arguments: ``Trainer(model, tasks, **these)``."""
+        own = TrainConfig.model_fields.keys() - _trainer_settings().model_fields.keys()
+        return {k: getattr(self, k) for k in type(self).model_fields if k not in own}
 
 
 class Config(_Strict):

@@ -23,20 +23,23 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
+import pydantic
 import torch
+from pydantic import Field
 from torch import Tensor, nn
 
 from polytask.data.loader import BatchLoader
 from polytask.data.table import Batch, TensorTable
 from polytask.errors import ConfigError
-from polytask.metrics import HIGHER_IS_BETTER
+from polytask.metrics import higher_is_better
 from polytask.tasks import Task
 from polytask.train import distributed
 from polytask.train.evaluation import evaluate_table, per_example_losses, predict_raw
 from polytask.train.optim import create_optimizer, create_scheduler
 from polytask.train.progress import ProgressBar
+from polytask.train.settings import checks_settings, settings_fields, settings_model
 from polytask.weighting import Equal, StepContext, Weighting
 
 __all__ = ["Trainer", "evaluate_table", "parse_monitor", "predict_raw", "resolve_device"]
@@ -69,11 +72,25 @@ def parse_monitor(monitor: str, tasks: Sequence[Task]) -> tuple[str | None, str,
         raise ConfigError(
             f"train.monitor: task {task_name!r} has metrics {', '.join(by_name[task_name].metrics)}, not {metric!r}"
         )
-    return task_name, metric, HIGHER_IS_BETTER[metric]
+    return task_name, metric, higher_is_better(metric, by_name[task_name])
+
+
+#: Trainer keywords that are not ``train:`` settings: objects, or values from the ``weighting``,
+#: ``optimizer`` and ``scheduler`` sections. Every other keyword is a ``train:`` key (see
+#: :mod:`polytask.train.settings`).
+NOT_SETTINGS = frozenset({
+    "weighting", "optimizer", "lr", "weight_decay", "optimizer_params", "scheduler", "scheduler_params",
+    "log_path", "on_improve", "callbacks",
+})
 
 
 class Trainer:
     """Fit a multi-task model with early stopping on the validation split.
+
+    The keyword parameters are also the config's ``train:`` section (all but :data:`NOT_SETTINGS`):
+    their type hints, constraints (``Annotated[int, Field(ge=1)]``) and defaults are that section's
+    schema, and they are checked against it here too, so a bad value is a ConfigError naming
+    ``train.<key>`` whichever way the trainer is built.
 
     Args:
         model: a :class:`~polytask.models.base.MultiTaskModel`.
@@ -104,6 +121,7 @@ class Trainer:
             changes its structure during training (FAFS) sees after each epoch.
     """
 
+    @checks_settings(exclude=NOT_SETTINGS)
     def __init__(
         self,
         model: nn.Module,
@@ -116,25 +134,25 @@ class Trainer:
         optimizer_params: dict[str, Any] | None = None,
         scheduler: str = "none",
         scheduler_params: dict[str, Any] | None = None,
-        epochs: int = 20,
-        batch_size: int = 1024,
-        eval_batch_size: int = 8192,
-        patience: int | None = 5,
+        epochs: Annotated[int, Field(ge=1)] = 20,
+        batch_size: Annotated[int, Field(ge=1)] = 1024,
+        eval_batch_size: Annotated[int, Field(ge=1)] = 8192,
+        patience: Annotated[int, Field(ge=1)] | None = 5,
         monitor: str = "loss",
-        min_delta: float = 0.0,
+        min_delta: Annotated[float, Field(ge=0)] = 0.0,
         seed: int = 0,
         device: str | torch.device = "auto",
-        grad_clip: float | None = None,
-        amp: str = "none",
-        accumulate: int = 1,
-        l1: float = 0.0,
-        l2: float = 0.0,
-        log_every: int | None = 50,
+        grad_clip: Annotated[float, Field(gt=0)] | None = None,
+        amp: Literal["none", "bf16", "fp16"] = "none",
+        accumulate: Annotated[int, Field(ge=1)] = 1,
+        l1: Annotated[float, Field(ge=0)] = 0.0,
+        l2: Annotated[float, Field(ge=0)] = 0.0,
+        log_every: Annotated[int, Field(ge=1)] | None = 50,
         log_path: str | os.PathLike | None = None,
         on_improve: Callable[[Trainer], None] | None = None,
         callbacks: Sequence[Callable[[Trainer, dict[str, Any]], None]] = (),
         progress: bool = True,
-        probe_rows: int = 8192,
+        probe_rows: Annotated[int, Field(ge=1)] = 8192,
     ) -> None:
         self.device = resolve_device(device)
         self.model = model.to(self.device)
@@ -150,12 +168,8 @@ class Trainer:
         self.epochs, self.batch_size, self.eval_batch_size = epochs, batch_size, eval_batch_size
         self.patience, self.min_delta, self.seed = patience, min_delta, seed
         self.grad_clip = grad_clip
-        if amp not in ("none", "bf16", "fp16"):
-            raise ConfigError(f"train.amp: {amp!r} is not one of none, bf16, fp16")
         if amp == "fp16" and self.device.type != "cuda":
             raise ConfigError("train.amp: fp16 needs a CUDA device (use bf16 on the CPU)")
-        if accumulate < 1:
-            raise ConfigError("train.accumulate: must be >= 1")
         self.amp, self.accumulate, self.l1, self.l2, self.log_every = amp, accumulate, l1, l2, log_every
         self.scaler = torch.amp.GradScaler("cuda") if amp == "fp16" else None
         self.world_size, self.rank = distributed.world()
@@ -170,6 +184,18 @@ class Trainer:
         self.best_state: dict[str, Tensor] | None = None
         self.step = 0
         self.weighting.setup(self.model)
+
+    @classmethod
+    def settings_fields(cls) -> dict[str, tuple[Any, Any]]:
+        """The ``train:`` keys: ``{name: (type, default)}`` of this class's keyword parameters
+        except :data:`NOT_SETTINGS`."""
+        return settings_fields(cls.__init__, NOT_SETTINGS)
+
+    @classmethod
+    def settings_model(cls) -> type[pydantic.BaseModel]:
+        """:meth:`settings_fields` as a pydantic model (the base of
+        :class:`polytask.config.TrainConfig`)."""
+        return settings_model(cls.__init__, NOT_SETTINGS)
 
     def _build_optimizer(self) -> None:
         """(Re)create optimiser and scheduler over the model's current parameters."""
