@@ -9,7 +9,7 @@ import pytest
 import torch
 from sklearn.metrics import accuracy_score, f1_score, log_loss, mean_absolute_error, mean_squared_error, roc_auc_score
 
-from polytask.metrics import HIGHER_IS_BETTER, compute_metrics, delta_m, task_metrics
+from polytask.metrics import compute_metrics, delta_m, higher_is_better, task_metrics
 from polytask.tasks import Task
 
 N = 400
@@ -128,8 +128,9 @@ def test_compute_metrics_per_task():
 
 # -- Delta-m ------------------------------------------------------------------------------------
 def test_higher_is_better_table():
-    assert HIGHER_IS_BETTER["auc"] and HIGHER_IS_BETTER["accuracy"] and HIGHER_IS_BETTER["macro_f1"]
-    assert not any(HIGHER_IS_BETTER[m] for m in ("logloss", "rmse", "mae", "loss"))
+    assert higher_is_better("auc") and higher_is_better("accuracy") and higher_is_better("macro_f1")
+    assert not any(higher_is_better(m) for m in ("logloss", "rmse", "mae", "loss"))
+    assert higher_is_better("auc", Task("b")) and not higher_is_better("rmse", Task("r", "regression"))
 
 
 def test_delta_m_higher_is_better_metric():

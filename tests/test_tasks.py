@@ -8,7 +8,8 @@ import math
 import pytest
 import torch
 
-from polytask.tasks import TASK_KINDS, Task
+from polytask.registry import TASK_KINDS
+from polytask.tasks import Task
 
 
 def _sigmoid(x: float) -> float:
@@ -215,7 +216,7 @@ def test_default_metrics_and_predict():
     assert torch.equal(Task("b", "regression").predict(x), x)
     probs = Task("c", "multiclass", num_classes=3).predict(torch.randn(4, 3))
     assert torch.allclose(probs.sum(-1), torch.ones(4))
-    assert set(TASK_KINDS) >= {"binary", "regression", "multiclass"}
+    assert set(TASK_KINDS.names()) >= {"binary", "regression", "multiclass"}
 
 
 def test_to_dict_round_trip():

@@ -1,66 +1,22 @@
-"""Per-task metrics (through torchmetrics' functional API), all restricted to labelled rows,
-and the multi-task gain Delta-m against single-task baselines.
+"""Per-task metrics on labelled rows, and the multi-task gain Delta-m against single-task baselines.
 
-Metrics are computed once per split on the concatenated outputs, not averaged over batches
-(batch-averaged AUC is not AUC).
+Each task's kind defines its metrics (:class:`~polytask.tasks.base.Metric`, with its direction)
+and computes them once per split on the concatenated outputs, not averaged over batches
+(batch-averaged AUC is not AUC). Nothing here knows a kind or metric by name.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-import torch
-import torch.nn.functional as F
 from torch import Tensor
-from torchmetrics.functional.classification import (
-    binary_auroc,
-    multiclass_accuracy,
-    multiclass_f1_score,
-)
 
 from polytask.tasks import Task
 
-#: True where a larger value is better; drives early stopping and Delta-m signs.
-HIGHER_IS_BETTER: dict[str, bool] = {
-    "auc": True,
-    "logloss": False,
-    "rmse": False,
-    "mae": False,
-    "mse": False,
-    "accuracy": True,
-    "macro_f1": True,
-    "loss": False,
-}
-
-
-def _metric(name: str, task: Task, output: Tensor, label: Tensor) -> float:
-    if name == "auc":
-        if label.numel() == 0 or label.min() == label.max():
-            return float("nan")  # AUC is undefined with one class present
-        return float(binary_auroc(torch.sigmoid(output.float()), label.long()))
-    if name == "logloss":
-        return float(F.binary_cross_entropy_with_logits(output.float(), label.float()))
-    if name == "rmse":
-        return float((output.float() - label.float()).square().mean().sqrt())
-    if name == "mse":
-        return float((output.float() - label.float()).square().mean())
-    if name == "mae":
-        return float((output.float() - label.float()).abs().mean())
-    if name == "accuracy":
-        return float(multiclass_accuracy(output.float(), label.long(), num_classes=task.output_dim, average="micro"))
-    if name == "macro_f1":
-        return float(multiclass_f1_score(output.float(), label.long(), num_classes=task.output_dim, average="macro"))
-    raise KeyError(f"unknown metric {name!r}")
-
 
 def task_metrics(task: Task, output: Tensor, label: Tensor, mask: Tensor) -> dict[str, float]:
-    """All metrics of ``task`` on the rows where ``mask`` is True, plus ``count`` (labelled rows)."""
-    keep = mask.bool()
-    out, lab = output[keep], label[keep]
-    result: dict[str, float] = {"count": int(keep.sum())}
-    for name in task.metrics:
-        result[name] = _metric(name, task, out, lab) if lab.numel() else float("nan")
-    return result
+    """All metrics of ``task`` on its labelled elements, plus ``count`` (rows with a label)."""
+    return task.spec.compute_metrics(output, label, mask)
 
 
 def compute_metrics(
@@ -70,10 +26,36 @@ def compute_metrics(
     return {t.name: task_metrics(t, outputs[t.name], labels[t.name], masks[t.name]) for t in tasks}
 
 
+def higher_is_better(metric: str, task: Task | None = None) -> bool:
+    """The direction of ``metric``: asked of ``task``'s kind when given, else of every registered
+    kind that defines a metric of that name (``loss`` is lower-is-better). KeyError if unknown."""
+    if metric == "loss":
+        return False
+    if task is not None:
+        return task.metric(metric).higher_is_better
+    directions = known_directions()
+    if metric not in directions:
+        raise KeyError(f"unknown metric {metric!r}; registered kinds define {', '.join(sorted(directions))}")
+    return directions[metric]
+
+
+def known_directions() -> dict[str, bool]:
+    """``{metric: higher_is_better}`` over the metrics of every registered task kind (built with
+    default options), plus ``loss``."""
+    from polytask.registry import TASK_KINDS
+
+    out: dict[str, bool] = {"loss": False}
+    for _, cls in TASK_KINDS.items():
+        for m in cls().metrics():  # every kind lists its metrics with default options
+            out.setdefault(m.name, m.higher_is_better)
+    return out
+
+
 def delta_m(
     method: Mapping[str, Mapping[str, float]],
     baseline: Mapping[str, Mapping[str, float]],
     metrics: Mapping[str, Sequence[str]] | None = None,
+    tasks: Sequence[Task] | None = None,
 ) -> float:
     """Multi-task gain Delta-m in percent, **higher is better**, averaged per task first.
 
@@ -81,20 +63,30 @@ def delta_m(
     if the metric is higher-is-better, else ``-1`` (the LibMTL ``Delta_p`` convention; the
     Nash-MTL/FAMO papers use the opposite sign and a flat mean over metrics, see
     ``shared/reference/paper-results.md`` Sec. 4). ``metrics`` picks which metrics count per task
-    (default: every shared metric with a known direction).
+    (default: every shared metric with a known direction). Directions are asked of the ``tasks``'
+    kinds when given, else of the registered kinds by metric name.
     """
+    by_name = {t.name: t for t in tasks or ()}
+    directions = known_directions()
     per_task = []
     for task, base in baseline.items():
         if task not in method or not isinstance(base, Mapping):
             continue  # the split-level "loss" entry is not a task
-        names = list(metrics[task]) if metrics and task in metrics else [m for m in base if m in HIGHER_IS_BETTER]
+        t = by_name.get(task)
+
+        def direction(m: str) -> bool | None:
+            if t is not None and m in t.metrics:
+                return t.metric(m).higher_is_better
+            return directions.get(m) if m not in ("loss", "count") else None
+
+        names = list(metrics[task]) if metrics and task in metrics else [m for m in base if direction(m) is not None]
         gains = []
         for m in names:
             b, v = base[m], method[task][m]
-            if b == 0 or b != b or v != v:
+            up = direction(m)
+            if up is None or b == 0 or b != b or v != v:
                 continue
-            sign = 1.0 if HIGHER_IS_BETTER[m] else -1.0
-            gains.append(sign * (v - b) / abs(b))
+            gains.append((1.0 if up else -1.0) * (v - b) / abs(b))
         if gains:
             per_task.append(sum(gains) / len(gains))
     if not per_task:

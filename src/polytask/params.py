@@ -63,6 +63,8 @@ def format_validation_error(exc: pydantic.ValidationError, *, prefix: str = "", 
             lines.append(f"{key}: unknown key{hint}")
         elif err["type"] == "missing":
             lines.append(f"{key}: required key is missing")
+        elif err["type"] == "value_error":  # a validator's own message says what is wrong
+            lines.append(f"{key}: {err['msg'].removeprefix('Value error, ')}")
         else:
             lines.append(f"{key}: {err['msg']} (got {err.get('input')!r})")
     return "invalid configuration:\n  " + "\n  ".join(lines) if len(lines) > 1 else "invalid configuration: " + lines[0]

@@ -1,4 +1,4 @@
-"""Name -> class registries for models, weightings, datasets and task kinds.
+"""Name -> class registries: models, weightings, datasets, task kinds, input encoders, column families.
 
 Config files name things (``model: mmoe``); the registries resolve those names, list what exists
 (``polytask list``) and drive the contract tests, which iterate over every registered model and
@@ -32,6 +32,8 @@ class Registry(Generic[T]):
         return decorator
 
     def get(self, name: str) -> T:
+        if name in self._items:  # registered already: no need to import every built-in module
+            return self._items[name]
         _load_builtins()
         try:
             return self._items[name]
@@ -61,6 +63,9 @@ class Registry(Generic[T]):
 MODELS: Registry = Registry("model")
 WEIGHTINGS: Registry = Registry("weighting")
 DATASETS: Registry = Registry("dataset")
+TASK_KINDS: Registry = Registry("task kind")
+ENCODERS: Registry = Registry("encoder")
+COLUMNS: Registry = Registry("column family")
 
 _loaded = False
 
@@ -73,5 +78,8 @@ def _load_builtins() -> None:
         return
     _loaded = True
     import polytask.data.datasets  # noqa: F401
+    import polytask.encoders  # noqa: F401
+    import polytask.nn.columns  # noqa: F401
+    import polytask.tasks  # noqa: F401
     import polytask.models  # noqa: F401
     import polytask.weighting  # noqa: F401

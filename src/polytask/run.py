@@ -70,8 +70,9 @@ class Run:
         return {t.name: t.predict(raw[t.name]).numpy() for t in self.tasks}
 
     def predict_table(self, data: Any, *, source: str = "input", keep: list[str] | None = None) -> pa.Table:
-        """Predictions as a table with one named column per task (multiclass: the predicted class,
-        plus ``<task>_proba`` holding the class probabilities), after any ``keep`` columns of ``data``."""
+        """Predictions as a table with the columns each task's kind writes (one named column per
+        task; multiclass adds ``<task>_proba`` with the class probabilities), after any ``keep``
+        columns of ``data``."""
         arrow = to_arrow(data, source)
         missing = [c for c in keep or [] if c not in arrow.column_names]
         if missing:
@@ -79,12 +80,7 @@ class Run:
         preds = self.predict(arrow, source=source)
         columns: dict[str, Any] = {c: arrow.column(c) for c in keep or []}
         for t in self.tasks:
-            p = preds[t.name]
-            if t.kind == "multiclass":
-                columns[t.name] = pa.array(self.preprocessor.label_encoders[t.name].decode(p.argmax(1)))
-                columns[f"{t.name}_proba"] = pa.array(list(p.astype(np.float32)), pa.list_(pa.float32()))
-            else:
-                columns[t.name] = pa.array(p.astype(np.float32))
+            columns.update(t.spec.prediction_columns(t.name, preds[t.name], arrow))
         return pa.table(columns)
 
     def evaluate(self, data: Any, *, source: str = "input") -> dict[str, Any]:

@@ -105,7 +105,7 @@ def test_multiclass_classes_fitted_on_train():
     label, mask, _ = enc.encode(pa.table({"genre": ["pop", None, "rock", "jazz"]}), "val")
     assert label.dtype == np.int64
     assert label.tolist() == [1, 0, 2, 0] and mask.tolist() == [True, False, True, True]
-    assert enc.decode(np.array([2, 0, 1])) == ["rock", "jazz", "pop"]
+    assert task.spec.decode(np.array([2, 0, 1])) == ["rock", "jazz", "pop"]
 
 
 def test_multiclass_integer_labels_and_float_with_nulls_agree():

@@ -103,7 +103,7 @@ def test_make_input():
     assert type(make_input(spec)) is TabularInput
     enc = make_input(IMAGE, "cnn", params={"channels": [6, 16], "dim": 32})
     assert isinstance(enc, ImageEncoder) and enc.out_dim == 32
-    with pytest.raises(ValueError, match="unknown input encoder 'vit'"):
+    with pytest.raises(ValueError, match="unknown encoder 'vit'"):
         make_input(IMAGE, "vit")
     with pytest.raises(ValueError, match="takes no encoder_params"):
         make_input(spec, "tabular", params={"dim": 3})

@@ -43,7 +43,7 @@ from torch import Tensor, nn
 
 from polytask.data.schema import InputSpec
 from polytask.models.base import MultiTaskModel
-from polytask.nn import InputEncoderName, ParallelLinear, ParallelMLP, make_input
+from polytask.nn import ParallelLinear, ParallelMLP
 from polytask.nn.mlp import activation as make_activation
 from polytask.registry import MODELS
 from polytask.tasks import Task
@@ -79,7 +79,7 @@ class AITM(MultiTaskModel):
         embedding_dim: width of every categorical embedding (reference code: 5).
         calibration_weight: ``alpha`` of the calibration penalty (reference code default 0.6;
             0 switches it off).
-        encoder, encoder_params: the input encoder (see :mod:`polytask.nn.inputs`).
+        encoder, encoder_params: the input encoder (see :mod:`polytask.encoders`).
         dropout: after every tower layer and the transfer (reference code keep-probs 0.9/0.7/0.7).
     """
 
@@ -92,7 +92,7 @@ class AITM(MultiTaskModel):
         tower_hidden: list[int] = [90, 50, 20],  # noqa: B006 - same towers as esmm's default
         embedding_dim: int = 8,
         calibration_weight: float = 0.6,
-        encoder: InputEncoderName = "tabular",
+        encoder: str = "tabular",
         encoder_params: dict[str, Any] = {},  # noqa: B006 - read-only default
         activation: str = "relu",
         dropout: float = 0.0,
@@ -109,7 +109,7 @@ class AITM(MultiTaskModel):
         self.order = order
         self.ordered_tasks = [by_name[n] for n in order]
         self.calibration_weight = calibration_weight
-        self.input = make_input(input_spec, encoder, embedding_dim=embedding_dim, params=encoder_params)
+        self.input = self.build_input(encoder, encoder_params, embedding_dim=embedding_dim)
         n = len(order)
         self.towers = ParallelMLP(n, self.input.out_dim, tower_hidden, act=activation, dropout=dropout)
         k = self.towers.out_dim
@@ -119,6 +119,7 @@ class AITM(MultiTaskModel):
         )
         self.ait = AdaptiveInformationTransfer(k) if n > 1 else None
         self.dims = [t.output_dim for t in self.ordered_tasks]
+        self.scalar = [t.spec.scalar_output for t in self.ordered_tasks]
         self.out = ParallelLinear(n, k, max(self.dims))
         self._last_outputs: dict[str, Tensor] = {}
         self._last_weights: list[Tensor] = []
@@ -137,12 +138,12 @@ class AITM(MultiTaskModel):
             weights.append(w.detach())
         y = self.out(torch.stack(z))  # [T, B, max_dim]
         out = {
-            name: (y[i, :, 0] if dim == 1 else y[i, :, :dim])
-            for i, (name, dim) in enumerate(zip(self.order, self.dims))
+            name: (y[i, :, 0] if scalar else y[i, :, :dim])
+            for i, (name, dim, scalar) in enumerate(zip(self.order, self.dims, self.scalar))
         }
         self._last_outputs = out
         self._last_weights = weights
-        return {name: out[name] for name in self.task_names}
+        return self.read_out({name: out[name] for name in self.task_names}, features)
 
     def calibration_penalty(self, outputs: dict[str, Tensor]) -> Tensor | None:
         """``calibration_weight * mean_rows(sum_t max(y_t - y_{t-1}, 0))`` over consecutive binary

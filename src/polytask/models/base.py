@@ -8,10 +8,12 @@ that are part of the method (``regularization``), and may report diagnostics (ga
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from torch import Tensor, nn
+
+from polytask.encoders.base import PerTaskInputs, check_task_levels, make_input, read_out
 
 from polytask.data.schema import InputSpec
 from polytask.tasks import Task
@@ -35,9 +37,39 @@ class MultiTaskModel(nn.Module):
         self.task_names = [t.name for t in tasks]
         self.capture_representation = False
         self.representation: Tensor | None = None
+        #: the text feature whose token positions the input rows follow (see polytask.encoders)
+        self.position_feature: str | None = None
 
     def forward(self, features: dict[str, Tensor]) -> dict[str, Tensor]:
         raise NotImplementedError
+
+    # -- inputs and outputs ---------------------------------------------------------------------
+    def build_input(
+        self,
+        encoder: str = "tabular",
+        encoder_params: Mapping[str, Any] | None = None,
+        *,
+        embedding_dim: int = 4,
+        copies: int | None = None,
+        spec: InputSpec | None = None,
+    ) -> nn.Module:
+        """The model's input encoder (``copies``: that many independent ones, stacked as
+        ``[copies, N, d]``), chosen by name from the encoder registry. Records where the rows come
+        from so :meth:`read_out` can give token-level tasks their token rows, and checks that
+        every token-level task has them."""
+        spec = spec if spec is not None else self.input_spec
+        if copies is None:
+            module = make_input(spec, encoder, embedding_dim=embedding_dim, params=encoder_params)
+        else:
+            module = PerTaskInputs(spec, copies, embedding_dim, encoder, encoder_params)
+        self.position_feature = module.position_feature
+        check_task_levels(self.tasks, self.position_feature, encoder)
+        return module
+
+    def read_out(self, outputs: dict[str, Tensor], features: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        """Head outputs per input row -> per task: the sentence row for row-level tasks and
+        ``[B, L, ...]`` token rows for token-level tasks (unchanged when rows are examples)."""
+        return read_out(outputs, self.tasks, features, self.position_feature)
 
     # -- what weightings and diagnostics use --------------------------------------------------
     def shared_modules(self) -> list[nn.Module]:

@@ -13,8 +13,9 @@ from collections.abc import Sequence
 from torch import Tensor, nn
 
 from polytask.data.schema import InputSpec
+from polytask.encoders import TabularInput
 from polytask.models.base import MultiTaskModel
-from polytask.nn import TabularInput, TaskHeads
+from polytask.nn import TaskHeads
 from polytask.nn.mlp import activation as make_activation
 from polytask.nn.tensor_factorization import FactorisedColumnLayer
 from polytask.registry import MODELS

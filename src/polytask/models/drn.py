@@ -26,8 +26,9 @@ import torch
 from torch import Tensor, nn
 
 from polytask.data.schema import InputSpec
+from polytask.encoders import TabularInput
 from polytask.models.base import MultiTaskModel
-from polytask.nn import MLP, TabularInput, TaskHeads
+from polytask.nn import MLP, TaskHeads
 from polytask.nn.columns import TaskColumns
 from polytask.registry import MODELS
 from polytask.tasks import Task

@@ -57,8 +57,9 @@ import torch
 from torch import Tensor, nn
 
 from polytask.data.schema import InputSpec
+from polytask.encoders import TabularInput
 from polytask.models.base import MultiTaskModel
-from polytask.nn import TabularInput, TaskHeads
+from polytask.nn import TaskHeads
 from polytask.registry import MODELS
 from polytask.tasks import Task
 

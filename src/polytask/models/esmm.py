@@ -41,7 +41,7 @@ from torch import Tensor, nn
 
 from polytask.data.schema import InputSpec
 from polytask.models.base import MultiTaskModel
-from polytask.nn import InputEncoderName, PerTaskInputs, TaskHeads, make_input
+from polytask.nn import TaskHeads
 from polytask.registry import MODELS
 from polytask.tasks import Task
 
@@ -73,7 +73,7 @@ class ESMM(MultiTaskModel):
         embedding_dim: width of every categorical embedding (paper: 18).
         shared_embeddings: True is ESMM (one embedding table for all towers); False is the
             paper's ESMM-NS ablation (one table per tower).
-        encoder, encoder_params: the input encoder (see :mod:`polytask.nn.inputs`).
+        encoder, encoder_params: the input encoder (see :mod:`polytask.encoders`).
     """
 
     def __init__(
@@ -87,7 +87,7 @@ class ESMM(MultiTaskModel):
         tower_hidden: list[int] = [90, 50, 20],  # noqa: B006 - the paper's 360-200-80 / 4
         embedding_dim: int = 8,
         shared_embeddings: bool = True,
-        encoder: InputEncoderName = "tabular",
+        encoder: str = "tabular",
         encoder_params: dict[str, Any] = {},  # noqa: B006 - read-only default
         activation: str = "relu",
         dropout: float = 0.0,
@@ -114,9 +114,9 @@ class ESMM(MultiTaskModel):
         # towers: 0 = CTR, 1 = CVR, then one per other task; one batched op for all of them
         tower_tasks = [by_name[ctr_task], by_name.get(cvr_task) or Task(cvr_task), *self.other_tasks]
         if shared_embeddings:
-            self.input = make_input(input_spec, encoder, embedding_dim=embedding_dim, params=encoder_params)
+            self.input = self.build_input(encoder, encoder_params, embedding_dim=embedding_dim)
         else:
-            self.input = PerTaskInputs(input_spec, len(tower_tasks), embedding_dim, encoder, encoder_params)
+            self.input = self.build_input(encoder, encoder_params, embedding_dim=embedding_dim, copies=len(tower_tasks))
         self.towers = TaskHeads(tower_tasks, self.input.out_dim, tower_hidden, act=activation, dropout=dropout)
 
     def loss_task_names(self) -> list[str]:
@@ -132,4 +132,4 @@ class ESMM(MultiTaskModel):
             x = self.share(x)
         out = self.towers(x)  # ctr, cvr and the other tasks' raw outputs
         out[self.ctcvr_task] = product_logit(out[self.ctr_task], out[self.cvr_task])
-        return {name: out[name] for name in self.task_names}
+        return self.read_out({name: out[name] for name in self.task_names}, features)

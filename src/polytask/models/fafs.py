@@ -31,8 +31,9 @@ from torch import Tensor, nn
 
 from polytask.analysis.affinity import branch_affinity, easy_hard_affinity, group_branches
 from polytask.data.schema import InputSpec
+from polytask.encoders import TabularInput
 from polytask.models.base import MultiTaskModel
-from polytask.nn import MLP, TabularInput, TaskHeads
+from polytask.nn import MLP, TaskHeads
 from polytask.registry import MODELS
 from polytask.tasks import Task
 

@@ -20,7 +20,7 @@ from torch import Tensor, nn
 
 from polytask.data.schema import InputSpec
 from polytask.models.base import MultiTaskModel
-from polytask.nn import Gates, InputEncoderName, ParallelMLP, TaskHeads, make_input
+from polytask.nn import Gates, ParallelMLP, TaskHeads
 from polytask.registry import MODELS
 from polytask.tasks import Task
 
@@ -29,7 +29,7 @@ from polytask.tasks import Task
 class MMoE(MultiTaskModel):
     """Multi-gate Mixture-of-Experts: shared experts, one softmax gate per task (Ma et al., KDD 2018).
 
-    ``encoder``/``encoder_params`` pick the shared input encoder (see :mod:`polytask.nn.inputs`);
+    ``encoder``/``encoder_params`` pick the shared input encoder (see :mod:`polytask.encoders`);
     experts and gates read its output.
     """
 
@@ -44,7 +44,7 @@ class MMoE(MultiTaskModel):
         expert_hidden: list[int] = [16],  # noqa: B006 - paper's synthetic setting
         tower_hidden: list[int] = [8],  # noqa: B006
         embedding_dim: int = 4,
-        encoder: InputEncoderName = "tabular",
+        encoder: str = "tabular",
         encoder_params: dict[str, Any] = {},  # noqa: B006 - read-only default
         gate_bias: bool = False,
         activation: str = "relu",
@@ -55,7 +55,7 @@ class MMoE(MultiTaskModel):
             raise ValueError("num_experts must be >= 1")
         if not expert_hidden:
             raise ValueError("expert_hidden needs at least one layer")
-        self.input = make_input(input_spec, encoder, embedding_dim=embedding_dim, params=encoder_params)
+        self.input = self.build_input(encoder, encoder_params, embedding_dim=embedding_dim)
         self.experts = ParallelMLP(num_experts, self.input.out_dim, expert_hidden, act=activation, dropout=dropout)
         self.gates = Gates(self.input.out_dim, num_experts, 1 if self.one_gate else len(tasks), bias=gate_bias)
         self.heads = TaskHeads(tasks, self.experts.out_dim, tower_hidden, act=activation, dropout=dropout)
@@ -70,7 +70,7 @@ class MMoE(MultiTaskModel):
         mixed = Gates.mix(self.gates(x), experts)  # [G, B, H]
         if self.one_gate:
             mixed = mixed.expand(len(self.task_names), -1, -1)
-        return self.heads(mixed)
+        return self.read_out(self.heads(mixed), features)
 
     def diagnostics(self) -> dict[str, Any]:
         """Mean gate weight of every expert per task over the last batch (``{"gates": {task: [E]}}``)."""

@@ -12,7 +12,7 @@ from torch import Tensor, nn
 
 from polytask.data.schema import InputSpec
 from polytask.models.base import MultiTaskModel
-from polytask.nn import MLP, InputEncoderName, TaskHeads, make_input
+from polytask.nn import MLP, TaskHeads
 from polytask.registry import MODELS
 from polytask.tasks import Task
 
@@ -22,7 +22,7 @@ class SharedBottom(MultiTaskModel):
     """Hard parameter sharing: a shared bottom MLP under one tower per task.
 
     ``encoder`` picks the input encoder (``tabular``, or ``cnn`` for an image feature) and
-    ``encoder_params`` its settings (see :mod:`polytask.nn.inputs`); the encoder is shared.
+    ``encoder_params`` its settings (see :mod:`polytask.encoders`); the encoder is shared.
     """
 
     def __init__(
@@ -33,13 +33,13 @@ class SharedBottom(MultiTaskModel):
         bottom_hidden: list[int] = [113],  # noqa: B006 - parameter-matched to 8x16 MMoE at d=100
         tower_hidden: list[int] = [8],  # noqa: B006
         embedding_dim: int = 4,
-        encoder: InputEncoderName = "tabular",
+        encoder: str = "tabular",
         encoder_params: dict[str, Any] = {},  # noqa: B006 - read-only default
         activation: str = "relu",
         dropout: float = 0.0,
     ) -> None:
         super().__init__(input_spec, tasks)
-        self.input = make_input(input_spec, encoder, embedding_dim=embedding_dim, params=encoder_params)
+        self.input = self.build_input(encoder, encoder_params, embedding_dim=embedding_dim)
         self.bottom = MLP(self.input.out_dim, bottom_hidden, act=activation, dropout=dropout)
         self.heads = TaskHeads(tasks, self.bottom.out_dim, tower_hidden, act=activation, dropout=dropout)
 
@@ -47,4 +47,4 @@ class SharedBottom(MultiTaskModel):
         return [self.input, self.bottom]
 
     def forward(self, features: dict[str, Tensor]) -> dict[str, Tensor]:
-        return self.heads(self.share(self.bottom(self.input(features))))
+        return self.read_out(self.heads(self.share(self.bottom(self.input(features)))), features)

@@ -19,8 +19,9 @@ import torch
 from torch import Tensor, nn
 
 from polytask.data.schema import InputSpec
+from polytask.encoders import PerTaskInputs
 from polytask.models.base import MultiTaskModel
-from polytask.nn import PerTaskInputs, TaskHeads
+from polytask.nn import TaskHeads
 from polytask.nn.columns import TaskColumns
 from polytask.registry import MODELS
 from polytask.tasks import Task

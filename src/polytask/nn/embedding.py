@@ -1,4 +1,4 @@
-"""Input encoders: encoded feature tensors -> one dense vector per row.
+"""Embedding blocks: many categorical fields in one table (:class:`FusedEmbedding`).
 
 All categorical fields share one embedding table with per-field offsets, so a batch needs one
 gather instead of one per field; its backward accumulates with ``index_add_``, which on CPU is
@@ -66,78 +66,3 @@ def module_key(name: str) -> str:
     if name and "." not in name and not hasattr(nn.ModuleDict, name) and not name.startswith("feature_"):
         return name
     return "feature_" + name.encode("utf-8").hex()
-
-
-class TabularInput(nn.Module):
-    """Numeric values, categorical embeddings, mean-pooled sequence embeddings and flattened dense
-    features, concatenated into ``[B, out_dim]``.
-
-    Args:
-        spec: what the preprocessor produced (see :class:`~polytask.data.schema.InputSpec`).
-        embedding_dim: width of every categorical and sequence embedding.
-    """
-
-    def __init__(self, spec: InputSpec, embedding_dim: int = 4) -> None:
-        super().__init__()
-        self.spec = spec
-        self.categorical = FusedEmbedding(spec.cardinalities, embedding_dim) if spec.cardinalities else None
-        self.sequences = nn.ModuleDict(
-            {module_key(n): nn.Embedding(size, embedding_dim, padding_idx=0) for n, size in spec.sequences.items()}
-        )
-        self._sequence_keys = {name: module_key(name) for name in spec.sequences}
-        dense = sum(int(torch.tensor(s).prod()) for s in spec.dense.values())
-        self.out_dim = (
-            spec.numeric_dim
-            + (self.categorical.out_dim if self.categorical is not None else 0)
-            + embedding_dim * len(spec.sequences)
-            + dense
-        )
-        if self.out_dim == 0:
-            raise ValueError("the model has no input features")
-
-    def forward(self, features: dict[str, Tensor]) -> Tensor:
-        parts: list[Tensor] = []
-        if self.spec.numeric_dim:
-            parts.append(features["numeric"])
-        if self.categorical is not None:
-            parts.append(self.categorical(features["categorical"]))
-        for name, key in self._sequence_keys.items():
-            emb = self.sequences[key]
-            ids = features[f"seq:{name}"]
-            present = (ids > 0).unsqueeze(-1).to(emb.weight.dtype)
-            parts.append((emb(ids) * present).sum(1) / present.sum(1).clamp_min(1.0))
-        for name in self.spec.dense:
-            x = features[f"dense:{name}"]
-            parts.append(x.reshape(x.shape[0], -1))
-        return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
-
-
-class PerTaskInputs(nn.ModuleList):
-    """One input encoder per task (for structures where tasks share no embeddings):
-    ``features`` -> ``[T, B, out_dim]``. Indexable like the list of encoders it is.
-
-    ``encoder``/``encoder_params`` choose the encoder as in :func:`polytask.nn.inputs.make_input`
-    (default: a :class:`TabularInput` per task)."""
-
-    def __init__(
-        self,
-        spec: InputSpec,
-        num_tasks: int,
-        embedding_dim: int = 4,
-        encoder: str = "tabular",
-        encoder_params: Mapping[str, Any] | None = None,
-    ) -> None:
-        from polytask.nn.inputs import make_input  # inputs imports this module
-
-        super().__init__(
-            make_input(spec, encoder, embedding_dim=embedding_dim, params=encoder_params) for _ in range(num_tasks)
-        )
-        self.out_dim = self[0].out_dim
-
-    def __getitem__(self, idx):  # a slice is a plain list of encoders
-        if isinstance(idx, slice):
-            return nn.ModuleList(list(self._modules.values())[idx])
-        return super().__getitem__(idx)
-
-    def forward(self, features: dict[str, Tensor]) -> Tensor:
-        return torch.stack([encoder(features) for encoder in self])

@@ -30,15 +30,12 @@ from polytask.registry import WEIGHTINGS
 from polytask.tasks import Task
 from polytask.weighting.base import StepContext, Weighting
 
-#: task kinds whose loss is a (scaled-softmax) classification likelihood
-CLASSIFICATION_KINDS = ("binary", "multiclass")
-
-
 @WEIGHTINGS.register("uncertainty")
 class Uncertainty(Weighting):
     """Learned homoscedastic task uncertainty: ``c_t exp(-s_t) L_t + s_t/2`` (Kendall et al., CVPR 2018).
 
-    ``c_t`` is 1/2 for regression and 1 for classification tasks (``form: auto``), or 1/2 for all
+    ``c_t`` is the task kind's ``uncertainty_factor`` (``form: auto``: 1/2 for a Gaussian
+    likelihood such as regression, 1 for classification-style likelihoods), or 1/2 for all
     (``form: regression``). ``init`` is the starting log-variance ``s_t``.
     """
 
@@ -47,7 +44,7 @@ class Uncertainty(Weighting):
         super().__init__(tasks, mode=mode)
         self.form = form
         self.log_vars = nn.Parameter(torch.full((len(self.task_names),), float(init)))
-        factors = [1.0 if form == "auto" and t.kind in CLASSIFICATION_KINDS else 0.5 for t in tasks]
+        factors = [t.spec.uncertainty_factor if form == "auto" else 0.5 for t in tasks]
         self.register_buffer("factors", torch.tensor(factors), persistent=False)
 
     def backward(self, losses: Mapping[str, Tensor], extra: Mapping[str, Tensor], ctx: StepContext) -> dict[str, Tensor]:

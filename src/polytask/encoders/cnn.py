@@ -1,4 +1,4 @@
-"""Image input encoder: a small LeNet-style CNN over one ``dense`` image feature.
+"""The ``cnn`` input encoder: a small LeNet-style CNN over one ``dense`` image feature.
 
 The default layout is the MultiMNIST encoder of Sener & Koltun (NeurIPS 2018; MGDA's
 ``MultiLeNetR``): conv 1->10 (5x5), max-pool 2, ReLU, conv 10->20 (5x5), max-pool 2, ReLU,
@@ -14,7 +14,9 @@ import torch
 from torch import Tensor, nn
 
 from polytask.data.schema import InputSpec
-from polytask.nn.embedding import TabularInput
+from polytask.encoders.base import InputEncoder
+from polytask.encoders.tabular import TabularInput
+from polytask.registry import ENCODERS
 
 
 def image_feature(spec: InputSpec, feature: str | None = None) -> str:
@@ -40,7 +42,8 @@ def image_feature(spec: InputSpec, feature: str | None = None) -> str:
     return images[0]
 
 
-class ImageEncoder(nn.Module):
+@ENCODERS.register("cnn")
+class ImageEncoder(InputEncoder):
     """LeNet-style CNN: ``features["dense:<feature>"]`` ``[B, C, H, W]`` -> ``[B, out_dim]``.
 
     Every other input feature of ``spec`` (numeric, categorical, sequences, other dense tensors)
