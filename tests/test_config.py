@@ -211,7 +211,9 @@ def test_wrong_types_and_values_name_the_key(override, key):
 
 def test_task_kind_is_checked():
     with pytest.raises(ConfigError, match=r"data\.tasks\.0\.kind"):
-        config_from_dict({"data": {**FILES, "tasks": [{"name": "click", "kind": "ranking"}]}})
+        config_from_dict({"data": {**FILES, "tasks": [{"name": "click", "kind": "rankingg"}]}})
+    with pytest.raises(ConfigError, match=r"data\.tasks\.0\.num_clases: unknown key"):
+        config_from_dict({"data": {**FILES, "tasks": [{"name": "c", "kind": "multiclass", "num_clases": 3}]}})
 
 
 def test_data_section_dataset_vs_train_file():

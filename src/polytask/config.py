@@ -20,7 +20,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from polytask.errors import ConfigError
-from polytask.params import format_validation_error
+from polytask.params import format_validation_error, validate_params
 
 
 class _Strict(BaseModel):
@@ -65,22 +65,29 @@ class FeaturesConfig(_Strict):
         return not (self.numeric or self.categorical or self.sequence or self.dense)
 
 
-class TaskConfig(_Strict):
-    """One task; a bare string ``"click"`` means ``{name: click}`` (a binary task on column click)."""
+class TaskConfig(BaseModel):
+    """One task; a bare string ``"click"`` means ``{name: click}`` (a binary task on column click).
 
+    ``kind`` is a registered task kind (``polytask list``); any further key is that kind's own
+    option (``num_classes``, ``positive``, ``group``, ``labels``, ...), checked against the kind's
+    signature."""
+
+    model_config = ConfigDict(extra="allow")
     name: str
-    kind: Literal["binary", "regression", "multiclass"] = "binary"
+    kind: str = "binary"
     label: str | None = None
-    num_classes: int | None = Field(None, ge=2)
     where: str | None = None
     weight: float = Field(1.0, ge=0)
     weight_column: str | None = None
-    positive: str | int | float | bool | None = None
 
     @pydantic.model_validator(mode="before")
     @classmethod
     def _from_name(cls, value: Any) -> Any:
         return {"name": value} if isinstance(value, str) else value
+
+    def options(self) -> dict[str, Any]:
+        """The kind's own options (every key beyond the common ones), None left out."""
+        return {k: v for k, v in (self.model_extra or {}).items() if v is not None}
 
 
 class SplitConfig(_Strict):
@@ -242,9 +249,27 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
 def config_from_dict(raw: dict[str, Any], overrides: list[str] | None = None) -> Config:
     raw = apply_overrides(copy.deepcopy(raw), list(overrides or []))  # never edit the caller's dict
     try:
-        return Config.model_validate(raw)
+        config = Config.model_validate(raw)
     except pydantic.ValidationError as exc:
         raise ConfigError(format_validation_error(exc)) from None
+    check_task_kinds(config.data.tasks or [], where="data.tasks")
+    return config
+
+
+def check_task_kinds(tasks: list[TaskConfig], *, where: str) -> None:
+    """Each task's kind is registered and its kind-specific keys fit the kind's signature
+    (ConfigError naming ``data.tasks.<i>.<key>``)."""
+    import polytask.tasks  # noqa: F401 - registers the built-in kinds
+    from polytask.registry import TASK_KINDS
+
+    for i, task in enumerate(tasks):
+        try:
+            cls = TASK_KINDS.get(task.kind)
+        except KeyError:
+            raise ConfigError(
+                f"{where}.{i}.kind: unknown task kind {task.kind!r}; registered: {', '.join(TASK_KINDS.names())}"
+            ) from None
+        validate_params(cls, task.options(), where=f"{where}.{i}")
 
 
 def load_config(path: str | os.PathLike, overrides: list[str] | None = None) -> Config:

@@ -19,6 +19,7 @@ embedding_dim, **own settings)``, the settings being the models' ``encoder_param
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -60,6 +61,9 @@ def make_input(
     except KeyError:
         raise ConfigError(f"model.encoder: unknown encoder {encoder!r}; registered: {', '.join(ENCODERS.names())}") from None
     params = dict(params or {})
+    own = [p for p in inspect.signature(cls).parameters if p not in ("spec", "embedding_dim", "self")]
+    if params and not own:
+        raise ConfigError(f"model.encoder_params: encoder {encoder!r} takes no encoder_params (got {', '.join(sorted(params))})")
     checked = validate_params(cls, params, where="model.encoder_params", skip=("spec", "embedding_dim"))
     return cls(spec, embedding_dim=embedding_dim, **checked)
 
