@@ -43,6 +43,7 @@ class CrossStitchUnit(nn.Module):
 @MODELS.register("cross_stitch")
 class CrossStitch(MultiTaskModel):
     """Per-task columns joined by learned cross-stitch units after their layers (Misra et al., CVPR 2016)."""
+    has_shared_representation = False  # per-task columns mixed by the units: no one tensor all tasks read
 
     def __init__(
         self,

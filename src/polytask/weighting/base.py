@@ -110,8 +110,18 @@ class Weighting(nn.Module):
             )
 
     def setup(self, model: nn.Module) -> None:
-        """Called once before training (gradient methods locate shared parameters here)."""
+        """Called before training (and again after a model changes its structure): checks that
+        the model has what the mode differentiates (a ConfigError naming both otherwise) and, in
+        representation mode, asks the model to keep the representation it passes to ``share``."""
+        shared = model.shared_parameters() if hasattr(model, "shared_parameters") else []
+        if self.mode == "parameter" and not shared:
+            raise ConfigError(f"weighting {_name(self)!r} needs shared parameters; model {_name(model)!r} shares none")
         if self.mode == "representation":
+            if not shares_representation(model):
+                other = " (weighting.mode: parameter uses its shared parameters)" if (
+                    "parameter" in self.modes and shared) else ""
+                raise ConfigError(f"weighting {_name(self)!r} in representation mode needs a shared representation; "
+                                  f"model {_name(model)!r} passes none through share(){other}")
             model.capture_representation = True
 
     def weights(self, losses: Mapping[str, Tensor], ctx: StepContext | None = None) -> dict[str, Tensor]:
@@ -138,6 +148,30 @@ class Weighting(nn.Module):
     def state(self) -> dict[str, Any]:
         """JSON-able state for the log."""
         return {}
+
+
+def shares_representation(model: nn.Module) -> bool:
+    """Whether ``model`` passes one representation that every task reads through ``share()``.
+
+    A model declares it with a ``has_shared_representation`` attribute; without one, a model with
+    shared modules is taken to share a representation and one without (independent networks,
+    sluice networks' mixing weights) not. Representation-mode weightings refuse a model without
+    one; the model contract test checks that a model that has one really passes it."""
+    declared = getattr(model, "has_shared_representation", None)
+    if declared is not None:
+        return bool(declared)
+    return bool(model.shared_modules()) if hasattr(model, "shared_modules") else False
+
+
+def _name(obj: nn.Module) -> str:
+    """The name ``obj``'s class is registered under (a model or a weighting), else the class name."""
+    from polytask.registry import MODELS, WEIGHTINGS
+
+    for registry in (WEIGHTINGS, MODELS):
+        for name, cls in registry.items():
+            if type(obj) is cls:
+                return name
+    return type(obj).__name__
 
 
 def active_flags(ctx: StepContext | None, names: Sequence[str], device: torch.device | str) -> Tensor:

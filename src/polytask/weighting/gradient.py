@@ -13,7 +13,9 @@ Modes:
   parameters get their own task's plain gradient, penalties (``extra``) their ordinary gradient.
 * ``representation``: ``G`` holds the gradients of the shared representation the model passes
   through ``share()`` (one row block per example: the MGDA-UB trick); the trunk below it is
-  reached by backpropagating ``alpha^T G`` from the representation.
+  reached by backpropagating ``alpha^T G`` from the representation. Every parameter above it,
+  shared or not (PLE's experts above its shared input, a one-gate MoE's gate), gets the plain sum
+  of the task losses' gradients, as task-specific parameters do in parameter mode.
 
 Distributed: in parameter mode the task gradients are averaged over processes before they are
 combined; in representation mode each process holds other examples, so the Gram matrices are
@@ -53,6 +55,25 @@ def task_gradients(losses: Sequence[Tensor], inputs: Sequence[Tensor], scale: fl
         rows.append(torch.cat([(g if g is not None else torch.zeros_like(x)).reshape(-1) for g, x in zip(grads, inputs)]))
     g = torch.stack(rows).float()
     return g / scale if scale != 1.0 else g
+
+
+def parameters_below(tensor: Tensor) -> set[int]:
+    """``id``s of the leaf tensors (parameters) ``tensor`` was computed from: a walk of its
+    autograd graph (a few dozen nodes for these models), done every step so it follows whatever
+    path the forward pass took."""
+    ids: set[int] = set()
+    seen: set[object] = set()
+    stack = [tensor.grad_fn]
+    while stack:
+        node = stack.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        variable = getattr(node, "variable", None)  # AccumulateGrad: a leaf
+        if variable is not None:
+            ids.add(id(variable))
+        stack.extend(child for child, _ in node.next_functions)
+    return ids
 
 
 def cosine_from_gram(gram: Tensor) -> Tensor:
@@ -143,8 +164,8 @@ class GradientWeighting(Weighting):
             grads = task_gradients([losses[n] for n in names], [rep], scale)
             gram = ctx.all_reduce(grads @ grads.T, "sum") / ctx.world_size**2
             update, alpha = self.direction(grads, gram, stacked)
-            shared_ids = {id(p) for p in model.shared_parameters()}
-            own = [p for p in model.parameters() if p.requires_grad and id(p) not in shared_ids]
+            below = parameters_below(rep)  # they get alpha^T G through the representation
+            own = [p for p in model.parameters() if p.requires_grad and id(p) not in below]
             own += [p for p in self.parameters() if p.requires_grad]  # e.g. IMTL-L's loss scales
             if own:
                 ctx.backward(sum(losses[n] for n in names), inputs=own, retain_graph=True)
