@@ -9,7 +9,7 @@ from conftest import SPEC, make_batch, make_tasks
 from polytask.errors import ConfigError
 from polytask.models import create_model
 from polytask.registry import WEIGHTINGS
-from polytask.weighting import StepContext, create_weighting
+from polytask.weighting import StepContext, Weighting, create_weighting
 
 
 def _step(weighting_name, params=None, masks_off=()):
@@ -97,3 +97,92 @@ def test_penalty_terms_are_added_to_the_loss():
     (sum(t.loss(out[t.name], batch.labels[t.name], batch.masks[t.name]) for t in tasks)
      + model.bottom[0].weight.square().sum()).backward()
     torch.testing.assert_close(g, model.bottom[0].weight.grad)
+
+
+# -- the backward pass does what the reported weights say ---------------------------------------------
+MODES = [(name, mode) for name, cls in WEIGHTINGS.items() for mode in cls.modes]
+
+
+def _reached_parameters(model, losses):
+    """Parameters some task loss reaches (their gradient must exist after any weighting's backward)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    grads = torch.autograd.grad(sum(losses.values()), params, retain_graph=True, allow_unused=True)
+    return {id(p) for p, g in zip(params, grads) if g is not None}
+
+
+def _expected(model, tasks, batch, coefficients, params):
+    """Gradient of ``sum_t coefficients[t] * L_t`` w.r.t. ``params`` in a fresh forward pass."""
+    out = model(batch.features)
+    total = sum(float(coefficients[t.name]) * t.loss(out[t.name], batch.labels[t.name], batch.masks[t.name]) for t in tasks)
+    return torch.autograd.grad(total, params, allow_unused=True)
+
+
+def check_backward(weighting, tasks, model, batch):
+    """What every weighting's ``backward`` must do, as assertions: every parameter a task loss
+    reaches gets a finite gradient, some shared parameter a non-zero one, and where the reported
+    weights determine the gradient (loss-level methods: ``sum_t w_t L_t``; gradient methods whose
+    update is ``alpha^T G``: that for the shared parameters, the plain sum for the others), it is
+    that gradient."""
+    from polytask.weighting.gradient import GradientWeighting
+
+    weighting.setup(model)
+    out = model(batch.features)
+    losses = {t.name: t.loss(out[t.name], batch.labels[t.name], batch.masks[t.name]) for t in tasks}
+    reached = _reached_parameters(model, losses)
+    weights = weighting.backward(losses, {}, StepContext(model=model, masks=batch.masks))
+    named = [(n, p) for n, p in model.named_parameters() if id(p) in reached]
+    for n, p in named:
+        assert p.grad is not None, f"no gradient at {n}"
+        assert torch.isfinite(p.grad).all(), f"non-finite gradient at {n}"
+    shared = model.shared_parameters()
+    assert any(p.grad.abs().sum() > 0 for p in shared), "every shared parameter's gradient is zero"
+    is_gradient_method = isinstance(weighting, GradientWeighting)
+    if is_gradient_method and type(weighting).direction is not GradientWeighting.direction:
+        return  # not a linear combination (GradDrop): no known answer beyond the above
+    shared_ids = {id(p) for p in shared}
+    got = {n: p.grad.clone() for n, p in named}
+    shared_named = [(n, p) for n, p in named if id(p) in shared_ids]
+    own_named = [(n, p) for n, p in named if id(p) not in shared_ids]
+    own_coefficients = {n: 1.0 for n in weights} if is_gradient_method else weights
+    for group, coefficients in ((shared_named, weights), (own_named, own_coefficients)):
+        if not group:
+            continue
+        expected = _expected(model, tasks, batch, coefficients, [p for _, p in group])
+        for (n, _), e in zip(group, expected):
+            torch.testing.assert_close(got[n], e, atol=1e-6, rtol=1e-4, msg=lambda m, n=n: f"{n}: {m}")
+
+
+@pytest.mark.parametrize("name, mode", MODES)
+def test_backward_gives_the_gradient_the_reported_weights_imply(name, mode):
+    torch.manual_seed(0)
+    tasks = make_tasks(2)
+    model = create_model("shared_bottom", SPEC, tasks)
+    check_backward(create_weighting(name, tasks, {"mode": mode}), tasks, model, make_batch(SPEC, tasks, 8))
+
+
+class _NoBackward(Weighting):
+    """Reports equal weights and differentiates nothing."""
+
+    def backward(self, losses, extra, ctx):
+        return {n: torch.ones(()) for n in losses}
+
+
+class _Misreports(Weighting):
+    """Reports weight 1 for every task but backpropagates twice the first task's loss."""
+
+    def weights(self, losses, ctx=None):
+        return {n: torch.ones(()) for n in losses}
+
+    def backward(self, losses, extra, ctx):
+        first = next(iter(losses))
+        ctx.backward(sum(losses.values()) + losses[first])
+        return self.weights(losses, ctx)
+
+
+@pytest.mark.parametrize("broken, says", [(_NoBackward, "no gradient"), (_Misreports, "not close")])
+def test_the_backward_check_rejects_a_broken_weighting(broken, says):
+    torch.manual_seed(0)
+    tasks = make_tasks(2)
+    model = create_model("shared_bottom", SPEC, tasks)
+    with pytest.raises(AssertionError, match=says):
+        check_backward(broken(tasks), tasks, model, make_batch(SPEC, tasks, 8))
