@@ -125,3 +125,68 @@ def test_learns_a_small_two_task_problem(name):
                        progress=False, optimizer={"name": "adam", "lr": 0.01}, monitor="y1.auc")
     for task in ("y1", "y2"):
         assert run.metrics["test"][task]["auc"] > 0.85, (name, task, run.metrics["test"][task])
+
+
+# -- the shared representation is really passed through share() ------------------------------------
+def check_shared_representation(model, tasks, batch):
+    """A model that shares a representation (``weighting.base.shares_representation``: it has
+    shared modules and does not declare ``has_shared_representation = False``) passes it through
+    ``share()``: with capture on, a forward pass records a tensor that requires grad and that every
+    task output depends on (representation-mode weightings differentiate the losses w.r.t. it)."""
+    model.capture_representation = True
+    model.representation = None
+    out = model(batch.features)
+    rep = model.representation
+    assert rep is not None, "no representation passed through share() in the forward pass"
+    assert isinstance(rep, torch.Tensor) and rep.requires_grad, "the representation does not require grad"
+    for t in tasks:
+        (g,) = torch.autograd.grad(out[t.name].float().sum(), rep, retain_graph=True, allow_unused=True)
+        assert g is not None and g.abs().sum() > 0, f"output {t.name!r} does not depend on the shared representation"
+
+
+@pytest.mark.parametrize("name", ALL_MODELS)
+def test_models_with_shared_modules_pass_their_representation_through_share(name):
+    from polytask.weighting.base import shares_representation
+
+    torch.manual_seed(0)
+    model, tasks = build(name, 2)
+    if not model.shared_modules() or not shares_representation(model):
+        pytest.skip(f"{name} has no shared representation (representation-mode weightings refuse it)")
+    check_shared_representation(model, tasks, make_batch(SPEC, tasks, 4))
+
+
+class _SharesButNeverCallsShare(MultiTaskModel):
+    """Declares a shared trunk but hands the towers its output without ``self.share(x)``."""
+
+    def __init__(self, input_spec, tasks):
+        super().__init__(input_spec, tasks)
+        self.trunk = torch.nn.Linear(input_spec.numeric_dim, 4)
+        self.towers = torch.nn.ModuleDict({t.name: torch.nn.Linear(4, 1) for t in tasks})
+
+    def shared_modules(self):
+        return [self.trunk]
+
+    def forward(self, features):
+        x = self.trunk(features["numeric"])
+        return {n: tower(x).squeeze(-1) for n, tower in self.towers.items()}
+
+
+class _SharesTheWrongTensor(_SharesButNeverCallsShare):
+    """Calls ``share`` on a copy of the trunk's output that only the first task reads."""
+
+    def forward(self, features):
+        x = self.trunk(features["numeric"])
+        first = self.task_names[0]
+        return {n: tower(self.share(x.clone()) if n == first else x).squeeze(-1) for n, tower in self.towers.items()}
+
+
+@pytest.mark.parametrize("broken, says", [(_SharesButNeverCallsShare, "no representation"),
+                                          (_SharesTheWrongTensor, "does not depend")])
+def test_the_share_check_rejects_a_model_that_does_not_pass_its_representation(broken, says):
+    from polytask.weighting.base import shares_representation
+
+    tasks = make_tasks(2)
+    model = broken(SPEC, tasks)
+    assert shares_representation(model)
+    with pytest.raises(AssertionError, match=says):
+        check_shared_representation(model, tasks, make_batch(SPEC, tasks, 4))
