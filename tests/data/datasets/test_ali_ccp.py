@@ -367,9 +367,9 @@ def test_fit_end_to_end_masks_unclicked_rows_for_cvr(rechub: DatasetBundle) -> N
 
 
 def test_paddlerec_chunked_parse_equals_one_chunk(paddle: DatasetBundle, samples: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import polytask.data.datasets.ali_ccp as module
+    import polytask.data.datasets.ali_ccp_formats.shared as module
 
-    monkeypatch.setattr(module, "_LINES_PER_CHUNK", 3)  # 10 lines -> chunks of 3, 3, 3, 1
+    monkeypatch.setattr(module, "LINES_PER_CHUNK", 3)  # 10 lines -> chunks of 3, 3, 3, 1
     chunked = ali_ccp(path=str(samples / "paddlerec_esmm"), validation_fraction=0.3)
     for split in ("train", "validation", "test"):
         assert getattr(chunked, split).equals(getattr(paddle, split)), split
@@ -490,11 +490,11 @@ def test_tianchi_max_rows_reads_a_skeleton_prefix_and_only_its_blocks(raw_dirs: 
 
 
 def test_tianchi_chunked_parse_equals_one_chunk(raw_dirs: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch) -> None:
-    import polytask.data.datasets.ali_ccp as module
+    import polytask.data.datasets.ali_ccp_formats.shared as module
 
     raw_dir = raw_dirs[1]
     whole = ali_ccp(path=str(raw_dir), validation_fraction=0.3)
-    monkeypatch.setattr(module, "_LINES_PER_CHUNK", 3)  # impressions and common blocks in several chunks
+    monkeypatch.setattr(module, "LINES_PER_CHUNK", 3)  # impressions and common blocks in several chunks
     chunked = ali_ccp(path=str(raw_dir), validation_fraction=0.3)
     _same_tables(chunked, whole)
     assert chunked.notes == whole.notes
