@@ -43,7 +43,7 @@ Default run: 5 seeds x 3 regimes x 4 models, 2 worker processes x 1 torch thread
 on 2 cores (the dense regimes dominate: about 1-2 minutes a run). The models overfit the sparse
 conversions within a few epochs, so early stopping ends most CVR networks well before 20 epochs.
 
-Metrics on the test split (``polytask.data.datasets.entire_space.entire_space_metrics``, from
+Metrics on the test split (``polytask.analysis.entire_space.entire_space_metrics``, from
 ``run.predict`` on the test table): CVR AUC over the *entire* impression space (pCVR against
 ``conversion_if_clicked``, drawn for every impression) and its oracle ceiling (the true
 ``p_cvr``), CVR calibration over the entire space (``mean pCVR / mean p_cvr``, 1 = calibrated)
@@ -136,7 +136,7 @@ def _fit(bundle: Any, model: dict[str, Any], tasks: list[str], seed: int) -> Any
 def _job(suite: str, label: str, seed: int, threads: int, rows: int | None, data_dir: str | None) -> dict[str, Any]:
     import torch
 
-    from polytask.data.datasets.entire_space import auc, entire_space_metrics
+    from polytask.analysis.entire_space import auc, entire_space_metrics
 
     torch.set_num_threads(threads)
     start = time.time()

@@ -11,15 +11,9 @@ import torch
 from torchmetrics.functional.classification import binary_auroc
 
 import polytask
+from polytask.analysis.entire_space import auc, entire_space_metrics
 from polytask.data.datasets.base import DatasetBundle
-from polytask.data.datasets.entire_space import (
-    CATEGORICAL,
-    NUMERIC,
-    TRUTH_COLUMNS,
-    auc,
-    entire_space,
-    entire_space_metrics,
-)
+from polytask.data.datasets.entire_space import CATEGORICAL, NUMERIC, TRUTH_COLUMNS, entire_space
 from polytask.errors import ConfigError
 from polytask.registry import DATASETS
 
@@ -141,6 +135,9 @@ def test_auc_matches_torchmetrics() -> None:
     assert math.isnan(auc([0.1, 0.2], [1, 1]))
     with pytest.raises(ValueError, match="labels must be 0 or 1"):
         auc([0.1, 0.2], [0, 2])
+    # scores outside [0, 1] keep their order (a sigmoid would tie 100, 200 and 300 at 1.0)
+    assert auc([100.0, 200.0, 300.0, -5.0], [0, 1, 1, 0]) == 1.0
+    assert auc([-300.0, -200.0, 250.0, 250.0], [1, 0, 1, 0]) == pytest.approx(0.375)  # ties count one half
 
 
 def test_truth_beats_a_noisy_version_and_is_calibrated(default: DatasetBundle) -> None:
