@@ -40,6 +40,11 @@ class MultiTaskModel(nn.Module):
         #: the text feature whose token positions the input rows follow (see polytask.encoders)
         self.position_feature: str | None = None
 
+    #: whether :meth:`share` marks one tensor every task reads (representation-mode weightings
+    #: such as MGDA-UB need it). None: True when :meth:`shared_modules` is non-empty; a model
+    #: whose shared parts are not one representation (cross-stitch units) sets False.
+    has_shared_representation: bool | None = None
+
     def forward(self, features: dict[str, Tensor]) -> dict[str, Tensor]:
         raise NotImplementedError
 

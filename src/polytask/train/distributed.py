@@ -110,14 +110,15 @@ def shard(batch: Batch, rank: int, world_size: int) -> Batch | None:
 
 def globalise(losses: Mapping[str, Tensor], batch: Batch, world_size: int) -> dict[str, Tensor]:
     """Rescale each process's per-task mean loss so that the average over processes is the mean
-    over the labelled rows of the whole batch (processes may hold different label counts)."""
+    over the labelled elements of the whole batch (processes may hold different label counts).
+    The count is the task's loss denominator, so element masks (tokens, several labels) and row
+    weights count as the loss counts them."""
     import torch
 
+    from polytask.tasks.base import labelled_weight
+
     names = list(losses)
-    local = torch.stack([
-        (batch.masks[n].float() * batch.weights[n]).sum() if n in batch.weights else batch.masks[n].float().sum()
-        for n in names
-    ])
+    local = torch.stack([labelled_weight(batch.masks[n], batch.weights.get(n)) for n in names])
     total = all_reduce(local, "sum", world_size)
     factor = torch.where(total > 0, local * world_size / total.clamp_min(1e-12), torch.ones_like(local))
     return {n: losses[n] * factor[i] for i, n in enumerate(names)}
