@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pytest
 import torch
@@ -23,7 +25,69 @@ SPEC = InputSpec(numeric_dim=3, cardinalities=[4, 7], sequences={"hist": 6}, num
                  categorical_names=["u", "v"])
 
 
+LabelMaker = Callable[[Task, int, torch.Generator, int], tuple[torch.Tensor, torch.Tensor]]
+
+
+def _binary(t: Task, n: int, g: torch.Generator, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+    return torch.randint(0, 2, (n,), generator=g).float(), torch.ones(n, dtype=torch.bool)
+
+
+def _regression(t: Task, n: int, g: torch.Generator, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+    return torch.randn(n, generator=g), torch.ones(n, dtype=torch.bool)
+
+
+def _multiclass(t: Task, n: int, g: torch.Generator, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+    return torch.randint(0, t.num_classes, (n,), generator=g), torch.ones(n, dtype=torch.bool)
+
+
+def _multilabel(t: Task, n: int, g: torch.Generator, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+    k = t.output_dim
+    return torch.randint(0, 2, (n, k), generator=g).float(), torch.ones(n, k, dtype=torch.bool)
+
+
+def _ranking(t: Task, n: int, g: torch.Generator, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+    relevance = torch.randint(0, 3, (n,), generator=g).float()
+    group = torch.randint(0, max(1, n // 4), (n,), generator=g).float()
+    return torch.stack([relevance, group], 1), torch.ones(n, dtype=torch.bool)
+
+
+def _tagging(t: Task, n: int, g: torch.Generator, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+    # rows of 1..width tokens, left-aligned like the sequence encoder lays them out
+    lengths = torch.randint(1, width + 1, (n,), generator=g)
+    return torch.randint(0, t.output_dim, (n, width), generator=g), torch.arange(width)[None, :] < lengths[:, None]
+
+
+#: ``kind -> maker(task, n, generator, token_width) -> (label, mask)``: labels every registered
+#: kind can be trained on in the model/weighting tests (tests/tasks/test_kind_contract.py checks
+#: that every registered kind has one)
+LABEL_MAKERS: dict[str, LabelMaker] = {
+    "binary": _binary,
+    "regression": _regression,
+    "multiclass": _multiclass,
+    "multilabel": _multilabel,
+    "ranking": _ranking,
+    "tagging": _tagging,
+}
+
+#: options of an example task of every kind (fitted state included, so output_dim is known)
+KIND_EXAMPLES: dict[str, dict] = {
+    "binary": {},
+    "regression": {},
+    "multiclass": {"num_classes": 3},
+    "multilabel": {"classes": ["a", "b", "c", "d"]},
+    "ranking": {"group": "query"},
+    "tagging": {"tokens": "hist", "max_len": 5, "scheme": "bio", "classes": ["O", "B-X", "I-X", "B-Y", "I-Y"]},
+}
+
+
+def example_task(kind: str, name: str = "t") -> Task:
+    """A task of ``kind`` with :data:`KIND_EXAMPLES` options (a tagging task labels ``hist``)."""
+    return Task(name, kind=kind, **KIND_EXAMPLES[kind])
+
+
 def make_batch(spec: InputSpec, tasks: list[Task], n: int, seed: int = 0) -> Batch:
+    """Random features for ``spec`` (sequences 5 wide) and labels for ``tasks`` (all labelled
+    but a token-level task's padding), from :data:`LABEL_MAKERS`."""
     g = torch.Generator().manual_seed(seed)
     features = {"numeric": torch.randn(n, spec.numeric_dim, generator=g)}
     features["categorical"] = torch.stack([torch.randint(0, c, (n,), generator=g) for c in spec.cardinalities], 1)
@@ -31,13 +95,13 @@ def make_batch(spec: InputSpec, tasks: list[Task], n: int, seed: int = 0) -> Bat
         features[f"seq:{name}"] = torch.randint(0, size, (n, 5), generator=g)
     labels, masks = {}, {}
     for t in tasks:
-        if t.kind == "binary":
-            labels[t.name] = torch.randint(0, 2, (n,), generator=g).float()
-        elif t.kind == "regression":
-            labels[t.name] = torch.randn(n, generator=g)
-        else:
-            labels[t.name] = torch.randint(0, t.num_classes, (n,), generator=g)
-        masks[t.name] = torch.ones(n, dtype=torch.bool)
+        width = 0
+        if t.level == "token":
+            key = f"seq:{t.spec.token_feature}"
+            if key not in features:
+                raise ValueError(f"make_batch: task {t.name!r} labels the tokens of {t.spec.token_feature!r}, not in spec.sequences")
+            width = features[key].shape[1]
+        labels[t.name], masks[t.name] = LABEL_MAKERS[t.kind](t, n, g, width)
     return Batch(features, labels, masks, {})
 
 

@@ -188,8 +188,8 @@ def test_gradient_matches_hand_derivative():
 
 # -- Task ---------------------------------------------------------------------------------------
 def test_unknown_kind_is_an_error_naming_it():
-    with pytest.raises(ValueError, match="ranking"):
-        Task("t", "ranking")
+    with pytest.raises(ValueError, match="no_such_kind"):
+        Task("t", "no_such_kind")
 
 
 def test_label_defaults_to_name():

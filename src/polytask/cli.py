@@ -124,8 +124,7 @@ def list_() -> None:
     """List registered models, weightings, datasets and task kinds."""
     from rich.table import Table
 
-    from polytask.registry import DATASETS, MODELS, WEIGHTINGS
-    from polytask.tasks import TASK_KINDS
+    from polytask.registry import DATASETS, MODELS, TASK_KINDS, WEIGHTINGS
 
     console = _console()
     for title, reg in (("models", MODELS), ("weightings", WEIGHTINGS), ("datasets", DATASETS)):
@@ -140,7 +139,7 @@ def list_() -> None:
     table.add_column("metrics")
     table.add_column("description")
     for name, kind in TASK_KINDS.items():
-        table.add_row(name, ", ".join(kind.metrics), (type(kind).__doc__ or "").strip().splitlines()[0])
+        table.add_row(name, ", ".join(kind.example().metric_names()), TASK_KINDS.describe(name))
     console.print(table)
 
 

@@ -41,12 +41,12 @@ def higher_is_better(metric: str, task: Task | None = None) -> bool:
 
 def known_directions() -> dict[str, bool]:
     """``{metric: higher_is_better}`` over the metrics of every registered task kind (built with
-    default options), plus ``loss``."""
+    its ``example_options``), plus ``loss``."""
     from polytask.registry import TASK_KINDS
 
     out: dict[str, bool] = {"loss": False}
     for _, cls in TASK_KINDS.items():
-        for m in cls().metrics():  # every kind lists its metrics with default options
+        for m in cls.example().metrics():  # a representative instance lists the kind's metrics
             out.setdefault(m.name, m.higher_is_better)
     return out
 

@@ -38,6 +38,9 @@ class Preprocessor:
         clash = labels & set(names)
         if clash:
             raise DataError(f"column(s) {', '.join(sorted(clash))} are both a feature and a task label")
+        by_name = {f.name: f for f in features}
+        for t in tasks:  # e.g. a tagging task's text feature: declared, a sequence, same max_len
+            t.spec.check_inputs(t, by_name)
         self.features = features
         self.tasks = tasks
         self.encoders = {f.name: ENCODERS[f.type](f) for f in features}
@@ -49,7 +52,7 @@ class Preprocessor:
         cols = [f.name for f in self.features]
         if with_labels:
             for t in self.tasks:
-                cols.append(t.label)
+                cols.extend(t.label_columns())
                 if t.weight_column:
                     cols.append(t.weight_column)
                 if t.where:

@@ -56,7 +56,7 @@ def infer_features(table: pa.Table, tasks: list[Task], exclude: list[str]) -> li
     categorical, numbers/booleans -> numeric, lists of strings/ints -> sequence, lists of floats -> dense."""
     skip = set(exclude)
     for t in tasks:
-        skip.add(t.label or t.name)
+        skip.update(t.label_columns())
         if t.weight_column:
             skip.add(t.weight_column)
         if t.where:

@@ -14,7 +14,7 @@ loss or the metrics.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -25,6 +25,7 @@ from torch import Tensor
 if TYPE_CHECKING:
     import pyarrow as pa
 
+    from polytask.data.schema import FeatureSpec
     from polytask.tasks.task import Task
 
 #: one label per row, or one per token of a text feature (the model reads its token rows out)
@@ -79,6 +80,14 @@ class TaskKind:
     scalar_output: ClassVar[bool] = True
     #: Kendall et al. (CVPR 2018): 1 for a softmax/sigmoid likelihood, 1/2 for a Gaussian one
     uncertainty_factor: ClassVar[float] = 1.0
+    #: constructor keywords of a representative instance (required options, and those that add
+    #: metrics), so metric names and directions can be listed without a task (``polytask list``)
+    example_options: ClassVar[dict[str, Any]] = {}
+
+    @classmethod
+    def example(cls) -> TaskKind:
+        """A representative instance, built from :attr:`example_options`."""
+        return cls(**cls.example_options)
 
     # -- configuration ----------------------------------------------------------------------
     def options(self) -> dict[str, Any]:
@@ -94,6 +103,10 @@ class TaskKind:
     def token_feature(self) -> str | None:
         """For token-level kinds: the text feature whose tokens the labels follow."""
         return None
+
+    def check_inputs(self, task: Task, features: Mapping[str, FeatureSpec]) -> None:
+        """Check the declared input features this kind relies on (a token-level kind's text
+        feature); a ConfigError naming the task and the feature otherwise."""
 
     # -- labels -----------------------------------------------------------------------------
     def label_columns(self, task: Task) -> list[str]:

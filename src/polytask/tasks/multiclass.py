@@ -42,9 +42,12 @@ def fit_classes(col: pa.ChunkedArray, num_classes: int | None, *, source: str, c
     return values
 
 
-def class_ids(col: pa.ChunkedArray | pa.Array, classes: list[Any], *, source: str, column: str) -> tuple[np.ndarray, np.ndarray]:
+def class_ids(
+    col: pa.ChunkedArray | pa.Array, classes: list[Any], *, source: str, column: str, rows: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Label values -> class indices and a mask (False where missing); a value not among
-    ``classes`` stops with an error naming the file, column and row."""
+    ``classes`` stops with an error naming the file, column and row (``rows[i]`` is the table row
+    of value ``i`` when the values are the flattened items of a list column)."""
     from polytask.data.encoders import to_strings
 
     s = to_strings(col)
@@ -53,9 +56,10 @@ def class_ids(col: pa.ChunkedArray | pa.Array, classes: list[Any], *, source: st
     known = pc.is_valid(idx).to_numpy(zero_copy_only=False)
     unknown = present & ~known
     if unknown.any():
-        row = int(np.flatnonzero(unknown)[0])
+        i = int(np.flatnonzero(unknown)[0])
+        row = i if rows is None else int(rows[i])
         raise DataError(
-            f"{source}: label column {column!r} holds {s[row].as_py()!r} at row {row}, "
+            f"{source}: label column {column!r} holds {s[i].as_py()!r} at row {row}, "
             f"not among the classes seen in training ({len(classes)})"
         )
     return pc.fill_null(idx, 0).to_numpy(zero_copy_only=False).astype(np.int64), known.astype(bool)
