@@ -7,6 +7,14 @@ beta-weighted sum of that task's layer outputs (so tasks can pick their depth); 
 penalty ``sum_{t,l} ||G_1^T G_2||_F^2`` pushes the weight blocks of a layer's subspaces apart.
 Defaults follow the reference code: balanced alpha (every entry ``1/(T*m)``), beta 0.9 on the last
 layer and ``0.1/(L-1)`` on the others, orthogonality weight 0 (off).
+
+The columns are any registered column family (``columns: mlp | cnn | lstm``, see
+:mod:`polytask.nn.columns`); subspaces split a layer's channels (``channel_dim``), and ``G`` is
+the family's per-task weight matrix of the layer (:meth:`~polytask.nn.columns.ColumnFamily.
+layer_weights`, output units grouped by channel). Beta sums layer outputs, which needs one shape:
+every layer must have the same number of channels, and with ``cnn`` columns the feature maps of
+earlier layers are adaptively average-pooled to the last layer's spatial size before the sum
+(the family's ``align``), so the heads read the usual conv read-out of the mixed maps.
 """
 
 from __future__ import annotations
@@ -19,17 +27,16 @@ import torch
 from torch import Tensor, nn
 
 from polytask.data.schema import InputSpec
-from polytask.encoders import PerTaskInputs
 from polytask.models.base import MultiTaskModel
 from polytask.nn import TaskHeads
-from polytask.nn.columns import TaskColumns
+from polytask.nn.columns import build_columns
 from polytask.registry import MODELS
 from polytask.tasks import Task
 
 
 def subspace_orthogonality(weight: Tensor, subspaces: int) -> Tensor:
-    """``sum_{a<b} ||G_a^T G_b||_F^2`` summed over tasks, for a column layer's weight
-    ``[T, in, C]`` whose output units are split into ``subspaces`` equal blocks ``G``."""
+    """``sum_{a<b} ||G_a^T G_b||_F^2`` summed over tasks, for a column layer's weight matrix
+    ``[T, in, out]`` whose output units are split into ``subspaces`` equal blocks ``G``."""
     blocks = weight.chunk(subspaces, dim=-1)  # each [T, in, C/m]
     total = weight.new_zeros(())
     for a, b in itertools.combinations(blocks, 2):
@@ -51,6 +58,10 @@ class Sluice(MultiTaskModel):
         tower_hidden: list[int] = [8],  # noqa: B006
         orthogonality: float = 0.0,
         alpha_init: str = "balanced",
+        columns: str = "mlp",
+        column_params: dict[str, Any] = {},  # noqa: B006 - read-only default
+        encoder: str = "tabular",
+        encoder_params: dict[str, Any] = {},  # noqa: B006 - read-only default
         embedding_dim: int = 4,
         activation: str = "relu",
         dropout: float = 0.0,
@@ -64,8 +75,10 @@ class Sluice(MultiTaskModel):
             raise ValueError("alpha_init must be 'balanced' or 'imbalanced'")
         t, m, n_layers = len(tasks), subspaces, len(hidden)
         self.subspaces, self.orthogonality = m, orthogonality
-        self.inputs = PerTaskInputs(input_spec, len(tasks), embedding_dim)
-        self.columns = TaskColumns(t, self.inputs.out_dim, hidden, act=activation, dropout=dropout)
+        family = build_columns(self, columns, hidden, encoder=encoder, encoder_params=encoder_params,
+                               embedding_dim=embedding_dim, act=activation, dropout=dropout, params=column_params)
+        self.inputs = family.release_inputs()  # mlp: per-task encoders, named inputs.* as before families
+        self.columns = family
         size = t * m
         if alpha_init == "balanced":
             alpha = torch.full((size, size), 1.0 / size)
@@ -76,7 +89,7 @@ class Sluice(MultiTaskModel):
         beta = torch.full((t, n_layers), 0.1 / (n_layers - 1) if n_layers > 1 else 0.0)
         beta[:, -1] = 0.9 if n_layers > 1 else 1.0
         self.beta = nn.Parameter(beta)  # [T, L]
-        self.heads = TaskHeads(tasks, hidden[-1], tower_hidden, act=activation, dropout=dropout)
+        self.heads = TaskHeads(tasks, family.out_dim, tower_hidden, act=activation, dropout=dropout)
 
     def shared_modules(self) -> list[nn.Module]:
         return []
@@ -84,24 +97,30 @@ class Sluice(MultiTaskModel):
     def shared_parameters(self) -> list[nn.Parameter]:
         return [self.alpha]
 
+    def mix_subspaces(self, h: Tensor, alpha: Tensor) -> Tensor:
+        """``alpha [T*m, T*m]`` applied to the ``T*m`` subspaces of a layer output ``[T, B, ...]``
+        (each task's channels split into ``m`` equal blocks, order task-major)."""
+        t, m, cd = h.shape[0], self.subspaces, self.columns.channel_dim
+        x = h.movedim(cd, -1)  # [T, *rest, C]
+        shape = x.shape
+        sub = x.reshape(*shape[:-1], m, shape[-1] // m).movedim(-2, 1)  # [T, m, *rest, C/m]
+        mixed = (alpha @ sub.reshape(t * m, -1)).view(sub.shape)
+        return mixed.movedim(1, -2).reshape(shape).movedim(-1, cd)
+
     def forward(self, features: dict[str, Tensor]) -> dict[str, Tensor]:
-        h = self.inputs(features)  # [T, B, in]
-        t, m = len(self.task_names), self.subspaces
+        h = self.columns.stem(features)  # [T, B, ...]
         outputs = []
-        for i, layer in enumerate(self.columns.layers):
-            h = layer(h)  # [T, B, C]
-            b, c = h.shape[1], h.shape[2]
-            sub = h.reshape(t, b, m, c // m).permute(0, 2, 1, 3).reshape(t * m, b, c // m)
-            sub = torch.einsum("ij,jbc->ibc", self.alpha[i], sub)
-            h = sub.reshape(t, m, b, c // m).permute(0, 2, 1, 3).reshape(t, b, c)
-            outputs.append(h)
-        mixed = torch.einsum("tl,ltbc->tbc", self.beta, torch.stack(outputs))
-        return self.heads(mixed)
+        for i in range(len(self.columns.layers)):
+            h = self.mix_subspaces(self.columns.run_layer(i, h, features), self.alpha[i])
+            outputs.append(self.columns.align(h, i))
+        mixed = torch.einsum("tl,lt...->t...", self.beta, torch.stack(outputs))
+        return self.read_out(self.heads(self.columns.read_out(mixed, features)), features)
 
     def regularization(self) -> dict[str, Tensor]:
         if not self.orthogonality or self.subspaces < 2:
             return {}
-        penalty = sum(subspace_orthogonality(layer.linear.weight, self.subspaces) for layer in self.columns.layers)
+        penalty = sum(subspace_orthogonality(self.columns.layer_weights(i), self.subspaces)
+                      for i in range(len(self.columns.layers)))
         return {"sluice_orthogonality": self.orthogonality * penalty}
 
     def diagnostics(self) -> dict[str, Any]:

@@ -5,20 +5,23 @@ objective adds ``alpha * sum_{i<j} ||theta_i - theta_j||^2`` over corresponding 
 every pair of task networks, reported by :meth:`regularization` so the log shows it as its own
 term. With parameters stacked on a task axis the pairwise sum is computed in closed form:
 ``sum_{i<j} ||a_i - a_j||^2 = T * sum_i ||a_i - mean(a)||^2``.
+
+The task networks are any registered column family (``columns: mlp | cnn | lstm``, see
+:mod:`polytask.nn.columns`); the penalty runs over the family's stacked parameters (inputs,
+layers and read-out of every column) and the task towers.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
-import torch
 from torch import Tensor
 
 from polytask.data.schema import InputSpec
-from polytask.encoders import PerTaskInputs
 from polytask.models.base import MultiTaskModel
 from polytask.nn import TaskHeads
-from polytask.nn.columns import TaskColumns
+from polytask.nn.columns import build_columns
 from polytask.registry import MODELS
 from polytask.tasks import Task
 
@@ -42,6 +45,10 @@ class SoftSharing(MultiTaskModel):
         alpha: float = 1e-3,
         hidden: list[int] = [64],  # noqa: B006
         tower_hidden: list[int] = [8],  # noqa: B006
+        columns: str = "mlp",
+        column_params: dict[str, Any] = {},  # noqa: B006 - read-only default
+        encoder: str = "tabular",
+        encoder_params: dict[str, Any] = {},  # noqa: B006 - read-only default
         embedding_dim: int = 4,
         activation: str = "relu",
         dropout: float = 0.0,
@@ -50,21 +57,19 @@ class SoftSharing(MultiTaskModel):
         if alpha < 0:
             raise ValueError("alpha must be >= 0")
         self.alpha = alpha
-        self.inputs = PerTaskInputs(input_spec, len(tasks), embedding_dim)
-        self.columns = TaskColumns(len(tasks), self.inputs.out_dim, hidden, act=activation, dropout=dropout)
-        self.heads = TaskHeads(tasks, self.columns.out_dim, tower_hidden, act=activation, dropout=dropout)
+        family = build_columns(self, columns, hidden, encoder=encoder, encoder_params=encoder_params,
+                               embedding_dim=embedding_dim, act=activation, dropout=dropout, params=column_params)
+        self.inputs = family.release_inputs()  # mlp: per-task encoders, named inputs.* as before families
+        self.columns = family
+        self.heads = TaskHeads(tasks, family.out_dim, tower_hidden, act=activation, dropout=dropout)
 
     def forward(self, features: dict[str, Tensor]) -> dict[str, Tensor]:
-        x = self.inputs(features)  # [T, B, in]
-        return self.heads(self.columns(x))
+        return self.read_out(self.heads(self.columns(features)), features)
 
     def stacked_parameters(self) -> list[Tensor]:
         """Corresponding parameters of all task networks, each stacked on a leading task axis (the
         output layers are left out: tasks of different kinds give them different meanings)."""
-        stacked = [p for p in self.columns.parameters()] + [p for p in self.heads.towers.parameters()]
-        per_task_inputs = [list(inp.parameters()) for inp in self.inputs]
-        stacked += [torch.stack(group) for group in zip(*per_task_inputs)]
-        return stacked
+        return self.columns.stacked_parameters() + list(self.heads.towers.parameters())
 
     def regularization(self) -> dict[str, Tensor]:
         if self.alpha == 0 or len(self.task_names) < 2:
