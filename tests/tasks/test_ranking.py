@@ -224,3 +224,18 @@ def test_linear_scorer_learns_to_rank_with_the_listwise_loss():
     after = task.spec.compute_metrics(scorer(x_test).squeeze(1).detach(), y_test, torch.ones(len(x_test), dtype=torch.bool))
     print(f"NDCG@5 before {before['ndcg']:.3f}, after {after['ndcg']:.3f}; MAP after {after['map']:.3f}")
     assert after["ndcg"] > 0.9 and after["ndcg"] > before["ndcg"] + 0.1
+
+
+def test_loss_count_is_the_loss_denominator():
+    """Data parallelism rescales by loss_count: it must count the rows the loss averages over
+    (scored rows), so summing the per-process weighted sums over the total gives the whole-batch loss."""
+    torch.manual_seed(0)
+    task = Task("r", "ranking", group="q")
+    # group 0: three labelled rows; group 1: one labelled row (not scored); one unlabelled row
+    label = torch.tensor([[2.0, 0], [0.0, 0], [1.0, 0], [1.0, 1], [0.0, 1]])
+    mask = torch.tensor([True, True, True, True, False])
+    out = torch.randn(5)
+    assert float(task.spec.loss_count(label, mask)) == 3.0
+    whole = task.loss(out, label, mask)
+    assert float(whole * task.spec.loss_count(label, mask)) == pytest.approx(
+        float(task.spec.elementwise_loss(*task.spec._safe(out, label, mask))[:3].sum()), rel=1e-5)

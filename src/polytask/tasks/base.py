@@ -143,6 +143,11 @@ class TaskKind:
             weight = torch.where(row_mask, weight, weight.new_zeros(()))
         return masked_mean(self.elementwise_loss(output, label, mask), mask, weight)
 
+    def loss_count(self, label: Tensor, mask: Tensor, weight: Tensor | None = None) -> Tensor:
+        """The denominator of :meth:`loss` on this batch (the weighted number of elements the loss
+        averages over). Data parallelism rescales each process's loss by its share of the total."""
+        return labelled_weight(mask.bool(), weight)
+
     def per_example_loss(self, output: Tensor, label: Tensor, mask: Tensor) -> Tensor:
         """``[B]`` unweighted loss of every row (mean over its labelled elements), NaN where none."""
         output, label, mask = self._safe(output, label, mask)
@@ -189,6 +194,15 @@ class TaskKind:
         import pyarrow as pa
 
         return {task: pa.array(prediction.astype(np.float32))}
+
+
+def labelled_weight(mask: Tensor, weight: Tensor | None = None) -> Tensor:
+    """The denominator of :func:`masked_mean`: the (row-weighted) number of labelled elements.
+    Data parallelism rescales each process's mean loss by its share of this total."""
+    w = mask.float()
+    if weight is not None:
+        w = w * weight.float().reshape(weight.shape + (1,) * (w.dim() - weight.dim()))
+    return w.sum()
 
 
 def row_count(mask: Tensor) -> Tensor:

@@ -33,7 +33,7 @@ from torch import Tensor
 
 from polytask.errors import DataError
 from polytask.registry import TASK_KINDS
-from polytask.tasks.base import Metric, TaskKind, masked_mean
+from polytask.tasks.base import Metric, TaskKind, labelled_weight, masked_mean
 from polytask.tasks.task import Task
 
 #: group ids are stored in float32 labels: exact integers up to 2**24
@@ -205,6 +205,12 @@ class Ranking(TaskKind):
         if weight is not None:
             weight = torch.where(scored, weight, weight.new_zeros(()))
         return masked_mean(values, scored, weight)
+
+    def loss_count(self, label: Tensor, mask: Tensor, weight: Tensor | None = None) -> Tensor:
+        """The scored rows (which rows are scored depends on the labels only), weighted."""
+        mask = mask.bool()
+        scored = self.terms(label.new_zeros(label.shape[0]), torch.where(mask.unsqueeze(1), label, label.new_zeros(())), mask)[1]
+        return labelled_weight(scored, weight)
 
     def per_example_loss(self, output: Tensor, label: Tensor, mask: Tensor) -> Tensor:
         """``[B]`` each row's share of its group's loss; NaN for rows that are not scored."""

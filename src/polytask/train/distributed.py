@@ -16,7 +16,7 @@ identity (or a no-op) in a single process.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from torch import Tensor, nn
 
     from polytask.data.table import Batch
+    from polytask.tasks import Task
 
 
 @dataclass
@@ -108,17 +109,18 @@ def shard(batch: Batch, rank: int, world_size: int) -> Batch | None:
     return Batch(*({k: v[start:stop] for k, v in d.items()} for d in (b.features, b.labels, b.masks, b.weights)))
 
 
-def globalise(losses: Mapping[str, Tensor], batch: Batch, world_size: int) -> dict[str, Tensor]:
+def globalise(losses: Mapping[str, Tensor], batch: Batch, world_size: int, tasks: Sequence[Task]) -> dict[str, Tensor]:
     """Rescale each process's per-task mean loss so that the average over processes is the mean
     over the labelled elements of the whole batch (processes may hold different label counts).
-    The count is the task's loss denominator, so element masks (tokens, several labels) and row
-    weights count as the loss counts them."""
+    The count is the task kind's loss denominator (:meth:`TaskKind.loss_count`), so element masks
+    (tokens, several labels), row weights and ranking's scored rows count as the loss counts them."""
     import torch
 
-    from polytask.tasks.base import labelled_weight
-
+    by_name = {t.name: t for t in tasks}
     names = list(losses)
-    local = torch.stack([labelled_weight(batch.masks[n], batch.weights.get(n)) for n in names])
+    local = torch.stack([
+        by_name[n].spec.loss_count(batch.labels[n], batch.masks[n], batch.weights.get(n)) for n in names
+    ])
     total = all_reduce(local, "sum", world_size)
     factor = torch.where(total > 0, local * world_size / total.clamp_min(1e-12), torch.ones_like(local))
     return {n: losses[n] * factor[i] for i, n in enumerate(names)}

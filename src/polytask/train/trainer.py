@@ -256,7 +256,7 @@ class Trainer:
             }
             extra = self._penalties()
         if self.world_size > 1:
-            losses = distributed.globalise(losses, batch, self.world_size)
+            losses = distributed.globalise(losses, batch, self.world_size, self.loss_tasks)
         return losses, extra
 
     def train_epoch(self, loader: BatchLoader, bar: Any = None) -> dict[str, Any]:
