@@ -301,8 +301,17 @@ def test_list_prints_registries():
     for name in ("single_task", "shared_bottom", "omoe", "mmoe", "equal", "fixed", "census_income",
                  "synthetic_mmoe", "binary", "regression", "multiclass"):
         assert name in text, name
-    for title in ("models", "weightings", "datasets", "task kinds"):
+    for title in ("models", "weightings", "datasets", "encoders", "column families", "task kinds"):
         assert title in text, title
+    # every registered encoder and column family with its one-line description (Registry.describe)
+    from polytask.registry import COLUMNS, ENCODERS
+
+    assert {"tabular", "cnn", "tokens"} <= set(ENCODERS.names())
+    flat = " ".join(text.split())
+    for reg in (ENCODERS, COLUMNS):
+        for name in reg.names():
+            assert name in text, name
+            assert " ".join(reg.describe(name).split()[:4]) in flat, (name, reg.describe(name))
     # task kinds come with their metrics
     assert "auc, logloss" in text and "rmse, mae" in text
 

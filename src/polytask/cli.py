@@ -121,14 +121,16 @@ def predict(
 
 @app.command("list")
 def list_() -> None:
-    """List registered models, weightings, datasets and task kinds."""
+    """List registered models, weightings, datasets, input encoders, column families and task kinds."""
     from rich.table import Table
 
-    from polytask.registry import DATASETS, MODELS, TASK_KINDS, WEIGHTINGS
+    from polytask.registry import COLUMNS, DATASETS, ENCODERS, MODELS, TASK_KINDS, WEIGHTINGS
 
     console = _console()
-    for title, reg in (("models", MODELS), ("weightings", WEIGHTINGS), ("datasets", DATASETS)):
-        table = Table(title=title, title_justify="left")
+    registries = (("models", MODELS), ("weightings", WEIGHTINGS), ("datasets", DATASETS),
+                  ("encoders (model.encoder)", ENCODERS), ("column families (model.columns)", COLUMNS))
+    for title, reg in registries:
+        table = Table(title=title, title_justify="left", caption=None if reg.names() else "(none registered)")
         table.add_column("name", style="bold")
         table.add_column("description")
         for name in reg.names():

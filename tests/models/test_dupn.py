@@ -273,3 +273,55 @@ def test_learns_a_query_dependent_sequence_task(cell):
     )
     assert run.metrics["test"]["y"]["auc"] > 0.95, run.metrics["test"]
     assert "attention" in run.history[-1]["diagnostics"]
+
+
+# -- the context encoder ------------------------------------------------------------------------------
+def test_context_goes_through_the_chosen_encoder():
+    """A query text read by the ``tokens`` encoder is context (left out of the default behaviour
+    sequences); its sentence row is the attention query and token-level tasks get per-token outputs
+    that see the user vector."""
+    from polytask.encoders import TokenEncoder
+    from polytask.registry import TASK_KINDS
+
+    spec = InputSpec(numeric_dim=2, sequences={"items": 12, "query": 9}, numeric_names=["a", "b"])
+    tasks = [Task("click")]
+    if "tagging" in TASK_KINDS:
+        tasks.append(Task("tag", "tagging", tokens="query", num_classes=3))
+    torch.manual_seed(0)
+    m = create_model("dupn", spec, tasks, {"encoder": "tokens", "encoder_params": {"feature": "query", "dim": 4},
+                                           "hidden_size": 8}).eval()
+    assert m.sequence_names == ["items"] and isinstance(m.context, TokenEncoder)
+    assert m.position_feature == "query"
+    g = torch.Generator().manual_seed(0)
+    feats = {"numeric": torch.randn(3, 2, generator=g), "seq:items": torch.tensor([[3, 4, 0], [5, 0, 0], [0, 0, 0]]),
+             "seq:query": torch.tensor([[2, 3, 4, 0], [5, 0, 0, 0], [6, 7, 0, 0]])}
+    with torch.no_grad():
+        out = m(feats)
+        assert out["click"].shape == (3,)
+        if "tag" in out:
+            assert out["tag"].shape == (3, 4, 3)
+        rep = m.represent(feats)
+        assert rep["context"].shape == (3 * 5, m.context.out_dim)
+        sentence = rep["context"].reshape(3, 5, -1)[:, 0]
+        _, weights = m.attention(rep["hidden"], rep["mask"], sentence)
+        torch.testing.assert_close(rep["attention"], weights)
+        # padding the query wider changes nothing a row-level task sees
+        wider = dict(feats, **{"seq:query": torch.cat([feats["seq:query"], torch.zeros(3, 3, dtype=torch.long)], 1)})
+        torch.testing.assert_close(m(wider)["click"], out["click"])
+    cnn = create_model("dupn", InputSpec(dense={"image": [1, 12, 12]}, sequences={"items": 12}), [Task("click")],
+                       {"encoder": "cnn", "encoder_params": {"kernel_size": 3, "channels": [2]}})
+    assert cnn.sequence_names == ["items"] and cnn.context.feature == "image"
+    assert cnn({"dense:image": torch.rand(2, 1, 12, 12), "seq:items": torch.tensor([[3, 0], [0, 0]])})["click"].shape == (2,)
+
+
+def test_context_encoder_errors_name_dupn():
+    spec = InputSpec(numeric_dim=2, sequences={"items": 12}, numeric_names=["a", "b"])
+    with pytest.raises(ValueError, match="dupn: the context.*encoder 'tokens' needs exactly one sequence feature"):
+        create_model("dupn", spec, TASKS, {"encoder": "tokens"})
+    with pytest.raises(ValueError, match="dupn: encoder 'cnn' has no context features"):
+        create_model("dupn", InputSpec(sequences={"items": 12}), TASKS, {"encoder": "cnn"})
+
+
+def test_default_context_keeps_its_state_dict_names():
+    names = set(model(sequences=["items", "kind"]).state_dict())
+    assert {"context.categorical.weight", "context.sequences.gap.weight"} <= names

@@ -1,12 +1,16 @@
 """Input encoders: the batch's feature tensors -> rows a model's body reads.
 
 Registered by name in :data:`polytask.registry.ENCODERS`; every architecture takes
-``encoder: <name>`` and ``encoder_params: {...}``. See :mod:`polytask.encoders.base`.
+``encoder: <name>`` and ``encoder_params: {...}``. Built in: ``tabular`` (one row per example from
+every feature, the default), ``cnn`` (a convolutional network over an image feature) and
+``tokens`` (a BiLSTM or Transformer over a text feature: a sentence row plus one row per token).
+See :mod:`polytask.encoders.base` for the row layout.
 """
 
-from polytask.encoders import cnn, tabular  # noqa: F401 - registers the built-in encoders
+from polytask.encoders import cnn, tabular, tokens  # noqa: F401 - registers the built-in encoders
 from polytask.encoders.base import InputEncoder, PerTaskInputs, make_input, read_out
 from polytask.encoders.cnn import ImageEncoder
 from polytask.encoders.tabular import TabularInput
+from polytask.encoders.tokens import TokenEncoder
 
-__all__ = ["InputEncoder", "PerTaskInputs", "make_input", "read_out", "TabularInput", "ImageEncoder"]
+__all__ = ["InputEncoder", "PerTaskInputs", "make_input", "read_out", "TabularInput", "ImageEncoder", "TokenEncoder"]

@@ -59,3 +59,12 @@ class TabularInput(InputEncoder):
             x = features[f"dense:{name}"]
             parts.append(x.reshape(x.shape[0], -1))
         return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
+
+
+def rest_input(spec: InputSpec, embedding_dim: int) -> TabularInput | None:
+    """A :class:`TabularInput` over ``spec`` (the features an encoder does not read itself), or
+    None when ``spec`` declares no feature: encoders over one image or text feature concatenate
+    it so that no declared feature is silently dropped."""
+    if spec.numeric_dim or spec.cardinalities or spec.sequences or spec.dense:
+        return TabularInput(spec, embedding_dim)
+    return None

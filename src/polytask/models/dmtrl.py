@@ -9,11 +9,11 @@ learned as a Tucker, tensor-train or last-axis-flattening factorisation (see
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from torch import Tensor, nn
 
 from polytask.data.schema import InputSpec
-from polytask.encoders import TabularInput
 from polytask.models.base import MultiTaskModel
 from polytask.nn import TaskHeads
 from polytask.nn.mlp import activation as make_activation
@@ -24,7 +24,10 @@ from polytask.tasks import Task
 
 @MODELS.register("tensor_factorization")
 class TensorFactorization(MultiTaskModel):
-    """Per-task layers whose stacked weights are Tucker / TT / LAF factorised (DMTRL, ICLR 2017)."""
+    """Per-task layers whose stacked weights are Tucker / TT / LAF factorised (DMTRL, ICLR 2017).
+
+    ``encoder``/``encoder_params`` pick the shared input encoder (see :mod:`polytask.encoders`).
+    """
 
     def __init__(
         self,
@@ -36,13 +39,15 @@ class TensorFactorization(MultiTaskModel):
         ranks: list[int] | None = None,
         tower_hidden: list[int] = [8],  # noqa: B006
         embedding_dim: int = 4,
+        encoder: str = "tabular",
+        encoder_params: dict[str, Any] = {},  # noqa: B006 - read-only default
         activation: str = "relu",
         dropout: float = 0.0,
     ) -> None:
         super().__init__(input_spec, tasks)
         if not hidden:
             raise ValueError("hidden needs at least one factorised layer")
-        self.input = TabularInput(input_spec, embedding_dim)
+        self.input = self.build_input(encoder, encoder_params, embedding_dim=embedding_dim)
         layers, width = [], self.input.out_dim
         for h in hidden:
             layers.append(FactorisedColumnLayer(len(tasks), width, h, factorization=factorization, ranks=ranks,
@@ -57,4 +62,4 @@ class TensorFactorization(MultiTaskModel):
         return [self.input] + [layer.weights for layer in self.layers if isinstance(layer, FactorisedColumnLayer)]
 
     def forward(self, features: dict[str, Tensor]) -> dict[str, Tensor]:
-        return self.heads(self.layers(self.share(self.input(features))))
+        return self.read_out(self.heads(self.layers(self.share(self.input(features)))), features)

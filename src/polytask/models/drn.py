@@ -26,7 +26,6 @@ import torch
 from torch import Tensor, nn
 
 from polytask.data.schema import InputSpec
-from polytask.encoders import TabularInput
 from polytask.models.base import MultiTaskModel
 from polytask.nn import MLP, TaskHeads
 from polytask.nn.columns import TaskColumns
@@ -55,7 +54,10 @@ def covariance_update(w: Tensor, p1: Tensor, p2: Tensor, p3: Tensor, mode: int, 
 
 @MODELS.register("drn")
 class DRN(MultiTaskModel):
-    """Shared layers, then task layers under a tensor-normal prior with learned task covariance (Long et al.)."""
+    """Shared layers, then task layers under a tensor-normal prior with learned task covariance (Long et al.).
+
+    ``encoder``/``encoder_params`` pick the shared input encoder (see :mod:`polytask.encoders`).
+    """
 
     def __init__(
         self,
@@ -71,6 +73,8 @@ class DRN(MultiTaskModel):
         update_feature_cov: bool = False,
         update_class_cov: bool = False,
         embedding_dim: int = 4,
+        encoder: str = "tabular",
+        encoder_params: dict[str, Any] = {},  # noqa: B006 - read-only default
         activation: str = "relu",
         dropout: float = 0.0,
     ) -> None:
@@ -79,7 +83,7 @@ class DRN(MultiTaskModel):
             raise ValueError("cov_update_every must be >= 1")
         self.trade_off, self.cov_update_every, self.eps = trade_off, cov_update_every, eps
         self.update_modes = [3] + ([1] if update_feature_cov else []) + ([2] if update_class_cov else [])
-        self.input = TabularInput(input_spec, embedding_dim)
+        self.input = self.build_input(encoder, encoder_params, embedding_dim=embedding_dim)
         self.bottom = MLP(self.input.out_dim, shared_hidden, act=activation, dropout=dropout)
         self.columns = TaskColumns(len(tasks), self.bottom.out_dim, task_hidden, act=activation, dropout=dropout)
         self.heads = TaskHeads(tasks, self.columns.out_dim, tower_hidden, act=activation, dropout=dropout)
@@ -94,7 +98,7 @@ class DRN(MultiTaskModel):
         return [self.input, self.bottom]
 
     def forward(self, features: dict[str, Tensor]) -> dict[str, Tensor]:
-        return self.heads(self.columns(self.share(self.bottom(self.input(features)))))
+        return self.read_out(self.heads(self.columns(self.share(self.bottom(self.input(features))))), features)
 
     def _precisions(self, i: int) -> tuple[Tensor, Tensor, Tensor]:
         return getattr(self, f"prec1_{i}"), getattr(self, f"prec2_{i}"), getattr(self, f"prec3_{i}")

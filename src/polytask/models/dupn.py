@@ -7,7 +7,8 @@ reusable for new tasks. The details below follow ``shared/reference/methods.md``
 not checked against the paper) where stated, else are this implementation's choices.
 
 **Behaviour sequence.** One step per history event, read from aligned ``seq:<name>`` features
-(``sequences``; default: every sequence feature in declaration order; the first is the item
+(``sequences``; default: every sequence feature in declaration order, except the one named by
+``encoder_params.feature`` (the context encoder's own text); the first is the item
 sequence, the others are the step's properties: behaviour type, time bucket, ...). They must have
 the same length, left-aligned and 0-padded as :class:`~polytask.data.encoders.SequenceEncoder`
 produces them; a step is valid where the item id is not 0 (padding). Every sequence has its own
@@ -26,19 +27,27 @@ embedding table (``embedding_dim``). ``combine="concat"`` (default; the referenc
   so behaviour type and time decide how much of a step is remembered. A Python loop over the
   steps (slower); padded steps leave the state unchanged.
 
+**Context.** Every feature outside the behaviour sequence (numeric values, categorical
+embeddings, dense features, other sequence features) goes through the model's input encoder
+(``encoder``/``encoder_params``, see :mod:`polytask.encoders`; default ``tabular``, which
+mean-pools the other sequences). In a recommendation table that is the candidate item and the
+request's context. A ``cnn`` encoder reads an image among them (e.g. the item's picture). A
+``tokens`` encoder reads a text among them (e.g. the search query): name it in
+``encoder_params.feature`` and it is left out of the default behaviour sequence; its sentence row
+is the attention query and the towers read every row, so a token-level task (tagging the query)
+gets per-token outputs that see the user representation.
+
 **Attention pooling** (additive, Bahdanau-style): ``score_t = v^T tanh(W_h h_t + W_q q + b)``,
 ``a = masked softmax over the valid steps``, ``user = sum_t a_t h_t``. The query ``q`` is the
-*context*: every non-sequence feature (numeric values, categorical embeddings, dense features) and
-any sequence feature not in the behaviour sequence (mean-pooled), encoded by a
-:class:`~polytask.nn.embedding.TabularInput`; in a recommendation table that is the candidate item
-and the request's context, so the representation depends on the candidate as the reference's
-query-dependent attention does. (The reference's score also reads the step's property; here the
-properties reach the score through ``h_t`` only.) Without context features ``W_q q`` is absent. A
-sequence of length 0 gives the zero vector as the user representation (and zero attention
-weights), finite and without NaN gradients.
+context encoding (its sentence row with a text encoder), so the representation depends on the
+candidate as the reference's query-dependent attention does. (The reference's score also reads
+the step's property; here the properties reach the score through ``h_t`` only.) Without context
+features ``W_q q`` is absent. A sequence of length 0 gives the zero vector as the user
+representation (and zero attention weights), finite and without NaN gradients.
 
 **Tasks.** Every task's tower (``tower_hidden``) reads ``[user; context]``: the shared user
-representation and the context/candidate encoding. :meth:`shared_modules` = context encoder, step
+representation and the context/candidate encoding (the user vector repeated on every row of its
+example when the context encoder gives token rows). :meth:`shared_modules` = context encoder, step
 embeddings, recurrent layer, attention: the parts a transfer to a new task reuses
 (``train.init_from`` + ``train.freeze: shared``, see :mod:`polytask.transfer`). Without any
 sequence feature the model is the shared context encoder under per-task towers.
@@ -51,13 +60,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
 
 from polytask.data.schema import InputSpec
-from polytask.encoders import TabularInput
+from polytask.encoders.base import check_task_levels
+from polytask.errors import ConfigError
 from polytask.models.base import MultiTaskModel
 from polytask.nn import TaskHeads
 from polytask.registry import MODELS
@@ -141,6 +152,7 @@ class DUPN(MultiTaskModel):
         hidden_size: LSTM state width = width of the user representation.
         attention_dim: width of the attention's hidden layer.
         tower_hidden: each task's tower over ``[user; context]``.
+        encoder, encoder_params: the context encoder (see the module docstring).
         dropout: on ``[user; context]`` and in the towers.
     """
 
@@ -156,6 +168,8 @@ class DUPN(MultiTaskModel):
         hidden_size: int = 32,
         attention_dim: int = 32,
         tower_hidden: list[int] = [32],  # noqa: B006 - read-only default
+        encoder: str = "tabular",
+        encoder_params: dict[str, Any] = {},  # noqa: B006 - read-only default
         activation: str = "relu",
         dropout: float = 0.0,
     ) -> None:
@@ -165,8 +179,8 @@ class DUPN(MultiTaskModel):
             if value < 1:
                 raise ValueError(f"{name} must be >= 1, got {value}")
         available = list(input_spec.sequences)
-        if sequences is None:
-            sequences = available
+        if sequences is None:  # the context encoder's own text (encoder_params.feature) is context
+            sequences = [s for s in available if s != encoder_params.get("feature")]
         else:
             sequences = list(sequences)
             unknown = [s for s in sequences if s not in available]
@@ -178,16 +192,21 @@ class DUPN(MultiTaskModel):
         self.combine, self.cell, self.hidden_size = combine, cell, hidden_size
 
         # context: every feature outside the behaviour sequence (the attention query, and head input)
-        ctx = InputSpec(
-            numeric_dim=input_spec.numeric_dim,
-            cardinalities=list(input_spec.cardinalities),
-            sequences={k: v for k, v in input_spec.sequences.items() if k not in sequences},
-            dense=dict(input_spec.dense),
-            numeric_names=list(input_spec.numeric_names),
-            categorical_names=list(input_spec.categorical_names),
-        )
+        ctx = replace(input_spec, sequences={k: v for k, v in input_spec.sequences.items() if k not in sequences})
         has_context = bool(ctx.numeric_dim or ctx.cardinalities or ctx.sequences or ctx.dense)
-        self.context = TabularInput(ctx, embedding_dim) if has_context else None
+        self.context: nn.Module | None = None
+        if has_context:
+            try:
+                self.context = self.build_input(encoder, encoder_params, embedding_dim=embedding_dim, spec=ctx)
+            except ConfigError:
+                raise
+            except ValueError as exc:  # the encoder cannot read the context: say which features those are
+                raise ValueError(f"dupn: the context (features outside the behaviour sequences {sequences}): {exc}") from None
+        elif encoder != "tabular" or encoder_params:
+            raise ValueError(f"dupn: encoder {encoder!r} has no context features to read: every feature is in the "
+                             f"behaviour sequences {sequences}")
+        else:
+            check_task_levels(self.tasks, None, encoder)
         context_dim = self.context.out_dim if self.context is not None else 0
         if not sequences and self.context is None:
             raise ValueError("the model has no input features")
@@ -233,8 +252,9 @@ class DUPN(MultiTaskModel):
         return embs[0], (join(embs[1:]) if len(embs) > 1 else None), mask
 
     def represent(self, features: dict[str, Tensor]) -> dict[str, Tensor | None]:
-        """``{"user": [B, H] | None, "context": [B, C] | None, "attention": [B, L] | None,
-        "hidden": [B, L, H] | None (the LSTM outputs), "mask": [B, L] | None}``."""
+        """``{"user": [B, H] | None, "context": [N, C] | None, "attention": [B, L] | None,
+        "hidden": [B, L, H] | None (the LSTM outputs), "mask": [B, L] | None}``; the context has
+        one row per example, or ``1 + tokens`` rows per example with a text encoder."""
         context = self.context(features) if self.context is not None else None
         out: dict[str, Tensor | None] = dict(user=None, context=context, attention=None, hidden=None, mask=None)
         if self.rnn is None:
@@ -251,16 +271,32 @@ class DUPN(MultiTaskModel):
                 h[:, :steps] = self.rnn(x[:, :steps])[0] * mask[:, :steps, None].to(x.dtype)
         else:
             h = self.rnn(x, props, mask)
-        user, weights = self.attention(h, mask, context)
+        user, weights = self.attention(h, mask, self._per_example(context, features))
         out.update(user=user, attention=weights, hidden=h, mask=mask)
         self.last_attention, self.last_lengths = weights.detach(), lengths.detach()
         return out
 
+    def _rows_per_example(self, features: dict[str, Tensor]) -> int:
+        if self.position_feature is None:
+            return 1
+        return features[f"seq:{self.position_feature}"].shape[1] + 1
+
+    def _per_example(self, context: Tensor | None, features: dict[str, Tensor]) -> Tensor | None:
+        """The context's row 0 of every example (its only row without a text encoder)."""
+        k = self._rows_per_example(features)
+        if context is None or k == 1:
+            return context
+        return context.reshape(-1, k, context.shape[1])[:, 0]
+
     def forward(self, features: dict[str, Tensor]) -> dict[str, Tensor]:
         rep = self.represent(features)
-        parts = [t for t in (rep["user"], rep["context"]) if t is not None]
+        user, context = rep["user"], rep["context"]
+        k = self._rows_per_example(features)
+        if user is not None and k > 1:
+            user = user.repeat_interleave(k, dim=0)  # every row of an example sees its user vector
+        parts = [t for t in (user, context) if t is not None]
         z = parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
-        return self.heads(self.dropout(self.share(z)))
+        return self.read_out(self.heads(self.dropout(self.share(z))), features)
 
     # -- contract ----------------------------------------------------------------------------------
     def shared_modules(self) -> list[nn.Module]:

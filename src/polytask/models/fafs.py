@@ -31,7 +31,6 @@ from torch import Tensor, nn
 
 from polytask.analysis.affinity import branch_affinity, easy_hard_affinity, group_branches
 from polytask.data.schema import InputSpec
-from polytask.encoders import TabularInput
 from polytask.models.base import MultiTaskModel
 from polytask.nn import MLP, TaskHeads
 from polytask.registry import MODELS
@@ -42,7 +41,11 @@ Groups = list[list[int]]
 
 @MODELS.register("fafs")
 class FAFS(MultiTaskModel):
-    """A thin shared network widened top-down into a task-grouped branch tree (Lu et al., 2017)."""
+    """A thin shared network widened top-down into a task-grouped branch tree (Lu et al., 2017).
+
+    ``encoder``/``encoder_params`` pick the input encoder (see :mod:`polytask.encoders`); it stays
+    shared while the layers above it branch.
+    """
 
     def __init__(
         self,
@@ -58,6 +61,8 @@ class FAFS(MultiTaskModel):
         widen: bool = True,
         branches: list[list[list[int]]] | None = None,
         embedding_dim: int = 4,
+        encoder: str = "tabular",
+        encoder_params: dict[str, Any] = {},  # noqa: B006 - read-only default
         activation: str = "relu",
         dropout: float = 0.0,
     ) -> None:
@@ -76,7 +81,7 @@ class FAFS(MultiTaskModel):
         # next layer to widen (top-down); None when done. A given tree is taken as final.
         self.active: int | None = len(hidden) - 1 if widen and all(len(b) == 1 for b in self.branches) else None
         self.next_epoch = warmup_epochs
-        self.input = TabularInput(input_spec, embedding_dim)
+        self.input = self.build_input(encoder, encoder_params, embedding_dim=embedding_dim)
         widths = [self.input.out_dim, *hidden]
         self.layers = nn.ModuleList(
             nn.ModuleList(MLP(widths[i], [widths[i + 1]], act=activation, dropout=dropout) for _ in self.branches[i])
@@ -103,9 +108,9 @@ class FAFS(MultiTaskModel):
             outputs = [m(outputs[j]) for m, j in zip(modules, parents)]
             below = groups
         if len(below) == 1:
-            return self.heads(self.share(outputs[0]))
+            return self.read_out(self.heads(self.share(outputs[0])), features)
         owner = {t: i for i, g in enumerate(below) for t in g}
-        return self.heads(torch.stack([outputs[owner[t]] for t in range(len(self.tasks))]))
+        return self.read_out(self.heads(torch.stack([outputs[owner[t]] for t in range(len(self.tasks))])), features)
 
     def shared_modules(self) -> list[nn.Module]:
         """The embedding input and every layer still shared by all tasks."""

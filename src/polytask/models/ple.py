@@ -17,7 +17,6 @@ from typing import Any
 from torch import Tensor, nn
 
 from polytask.data.schema import InputSpec
-from polytask.encoders import TabularInput
 from polytask.models.base import MultiTaskModel
 from polytask.nn import TaskHeads
 from polytask.nn.extraction import ExtractionLayer
@@ -27,7 +26,11 @@ from polytask.tasks import Task
 
 @MODELS.register("ple")
 class PLE(MultiTaskModel):
-    """Progressive Layered Extraction: stacked task-specific + shared experts (Tang et al., RecSys 2020)."""
+    """Progressive Layered Extraction: stacked task-specific + shared experts (Tang et al., RecSys 2020).
+
+    ``encoder``/``encoder_params`` pick the shared input encoder (see :mod:`polytask.encoders`);
+    the first level's experts and gates read its output.
+    """
 
     def __init__(
         self,
@@ -40,6 +43,8 @@ class PLE(MultiTaskModel):
         expert_hidden: list[int] = [16],  # noqa: B006
         tower_hidden: list[int] = [8],  # noqa: B006
         embedding_dim: int = 4,
+        encoder: str = "tabular",
+        encoder_params: dict[str, Any] = {},  # noqa: B006 - read-only default
         activation: str = "relu",
         dropout: float = 0.0,
     ) -> None:
@@ -48,7 +53,7 @@ class PLE(MultiTaskModel):
             raise ValueError("num_levels must be >= 1")
         if not expert_hidden:
             raise ValueError("expert_hidden needs at least one layer")
-        self.input = TabularInput(input_spec, embedding_dim)
+        self.input = self.build_input(encoder, encoder_params, embedding_dim=embedding_dim)
         levels, width = [], self.input.out_dim
         for j in range(num_levels):
             layer = ExtractionLayer(width, len(tasks), specific_experts, shared_experts, expert_hidden,
@@ -69,7 +74,7 @@ class PLE(MultiTaskModel):
         task_in, shared_in = x, x
         for level in self.levels:
             task_in, shared_in = level(task_in, shared_in)
-        return self.heads(task_in)
+        return self.read_out(self.heads(task_in), features)
 
     def diagnostics(self) -> dict[str, Any]:
         """Mean gate weight per task over its selected experts (own, then shared), per level."""
@@ -82,7 +87,10 @@ class PLE(MultiTaskModel):
 
 @MODELS.register("cgc")
 class CGC(PLE):
-    """Customized Gate Control: one extraction layer of task-specific + shared experts (PLE paper)."""
+    """Customized Gate Control: one extraction layer of task-specific + shared experts (PLE paper).
+
+    ``encoder``/``encoder_params`` pick the shared input encoder, as for PLE.
+    """
 
     def __init__(
         self,
@@ -94,9 +102,12 @@ class CGC(PLE):
         expert_hidden: list[int] = [16],  # noqa: B006
         tower_hidden: list[int] = [8],  # noqa: B006
         embedding_dim: int = 4,
+        encoder: str = "tabular",
+        encoder_params: dict[str, Any] = {},  # noqa: B006 - read-only default
         activation: str = "relu",
         dropout: float = 0.0,
     ) -> None:
         super().__init__(input_spec, tasks, num_levels=1, specific_experts=specific_experts,
                          shared_experts=shared_experts, expert_hidden=expert_hidden, tower_hidden=tower_hidden,
-                         embedding_dim=embedding_dim, activation=activation, dropout=dropout)
+                         embedding_dim=embedding_dim, encoder=encoder, encoder_params=encoder_params,
+                         activation=activation, dropout=dropout)

@@ -1,5 +1,7 @@
-"""The image input encoder (LeNet-style CNN) against a functional reference, the encoder factory
-``make_input`` and models built with ``encoder: cnn``; the ``tabular`` default keeps its layout."""
+"""The ``cnn`` input encoder: the LeNet-style default against a functional reference and a
+known-answer seed check (the MultiMNIST benchmark depends on both), the depth/width settings
+(``width``, ``padding``, ``batch_norm``, ``hidden``), the encoder factory ``make_input`` and models
+built with ``encoder: cnn``; the ``tabular`` default keeps its layout."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ import torch.nn.functional as F
 from polytask.data.schema import InputSpec
 from polytask.errors import ConfigError
 from polytask.models import create_model
-from polytask.nn import ImageEncoder, PerTaskInputs, TabularInput, make_input
+from polytask.encoders import ImageEncoder, PerTaskInputs, TabularInput, make_input
 from polytask.tasks import Task
 
 IMAGE = InputSpec(dense={"image": [1, 28, 28]})
@@ -55,6 +57,88 @@ def test_configurable_sizes_non_square_multichannel():
     enc = ImageEncoder(spec, channels=[4], kernel_size=3, pool=2)
     assert enc.flat_dim == 4 * 9 * 11
     assert enc({"dense:rgb": torch.rand(5, 3, 20, 24)}).shape == (5, 50)
+
+
+def test_default_keeps_its_parameter_names_and_seeded_initialisation():
+    """Known answer recorded from the encoder before the depth/width settings existed: same names,
+    same weights for seed 0, same output (the MultiMNIST benchmark's runs depend on it)."""
+    enc = ImageEncoder(IMAGE)
+    assert list(enc.state_dict()) == ["conv.0.weight", "conv.0.bias", "conv.3.weight", "conv.3.bias",
+                                      "fc.0.weight", "fc.0.bias"]
+    sums = {k: v.double().sum().item() for k, v in enc.state_dict().items()}
+    expected = {"conv.0.weight": -2.1416590955050196, "conv.0.bias": -0.5021588262170553,
+                "conv.3.weight": -2.5312264387102914, "conv.3.bias": 0.19093997543677688,
+                "fc.0.weight": 7.435538602073848, "fc.0.bias": 0.08801380143268034}
+    assert sums == pytest.approx(expected, rel=1e-5)
+    x = torch.linspace(0, 1, 2 * 784).reshape(2, 1, 28, 28)
+    out = enc({"dense:image": x}).double().sum(1)
+    torch.testing.assert_close(out, torch.tensor([1.1646201382391155, 1.4902976546436548], dtype=torch.float64),
+                               rtol=1e-5, atol=1e-6)
+
+
+def convs(enc):
+    return [m for m in enc.conv if isinstance(m, torch.nn.Conv2d)]
+
+
+def test_width_multiplies_every_channel_count():
+    enc = ImageEncoder(IMAGE, width=2.0)
+    assert [c.out_channels for c in convs(enc)] == [20, 40] and enc.flat_dim == 40 * 4 * 4
+    assert enc({"dense:image": torch.rand(3, 1, 28, 28)}).shape == (3, 50)
+    thin = ImageEncoder(IMAGE, channels=[3, 8], width=0.25)  # rounded, at least one channel
+    assert [c.out_channels for c in convs(thin)] == [1, 2]
+    assert thin({"dense:image": torch.rand(2, 1, 28, 28)}).shape == (2, 50)
+
+
+def test_same_padding_keeps_the_size_so_deeper_stacks_fit():
+    enc = ImageEncoder(IMAGE, channels=[4, 4, 4], padding="same", kernel_size=3)
+    assert enc.flat_dim == 4 * 3 * 3  # 28 -> 14 -> 7 -> 3 by pooling only
+    x = torch.rand(2, 1, 28, 28)
+    assert enc({"dense:image": x}).shape == (2, 50)
+    h = x
+    for conv in convs(enc):  # zero padding of 1 around a 3x3 kernel
+        h = F.relu(F.max_pool2d(F.conv2d(h, conv.weight, conv.bias, padding=1), 2))
+    torch.testing.assert_close(enc.conv(x), h)
+    with pytest.raises(ValueError, match="too small"):  # valid padding cannot fit three 5x5 blocks
+        ImageEncoder(IMAGE, channels=[4, 4, 4])
+    with pytest.raises(ValueError, match="too small"):  # 28 -> 14 -> 7 -> 3 -> 1 -> 0
+        ImageEncoder(IMAGE, channels=[2] * 5, padding="same", kernel_size=3)
+
+
+def test_batch_norm_after_every_convolution():
+    enc = ImageEncoder(IMAGE, batch_norm=True)
+    kinds = [type(m).__name__ for m in enc.conv]
+    assert kinds == ["Conv2d", "BatchNorm2d", "MaxPool2d", "ReLU"] * 2
+    x = torch.rand(4, 1, 28, 28)
+    assert enc({"dense:image": x}).shape == (4, 50)
+    enc.eval()  # running statistics were updated by the training-mode pass
+    bn = enc.conv[1]
+    assert bn.num_batches_tracked == 1 and not torch.allclose(bn.running_mean, torch.zeros(10))
+    assert enc({"dense:image": x[:1]}).shape == (1, 50)
+
+
+def test_hidden_fully_connected_layers_before_the_output():
+    enc = ImageEncoder(IMAGE, hidden=[32, 16], dim=8)
+    linears = [m for m in enc.fc if isinstance(m, torch.nn.Linear)]
+    assert [(m.in_features, m.out_features) for m in linears] == [(320, 32), (32, 16), (16, 8)]
+    out = enc({"dense:image": torch.rand(3, 1, 28, 28)})
+    assert out.shape == (3, 8) and enc.out_dim == 8 and (out >= 0).all()  # ReLU after the output layer too
+
+
+@pytest.mark.parametrize(
+    ("params", "match"),
+    [({"width": 0.0}, "width"), ({"padding": "full"}, "padding"), ({"hidden": [8, 0]}, "hidden"),
+     ({"kernel_size": 0}, "kernel_size")],
+)
+def test_bad_settings_are_clear_value_errors(params, match):
+    with pytest.raises(ValueError, match=match):
+        ImageEncoder(IMAGE, **params)
+
+
+def test_settings_are_checked_as_encoder_params():
+    enc = make_input(IMAGE, "cnn", params={"width": 0.5, "padding": "same", "batch_norm": True, "hidden": [12]})
+    assert enc({"dense:image": torch.rand(2, 1, 28, 28)}).shape == (2, 50)
+    with pytest.raises(ConfigError, match=r"model\.encoder_params\.padding"):
+        make_input(IMAGE, "cnn", params={"padding": "full"})
 
 
 def test_other_features_are_concatenated_after_the_image():

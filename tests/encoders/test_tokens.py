@@ -1,0 +1,253 @@
+"""The ``tokens`` input encoder: row layout and shapes, padding invariance (the BiLSTM's backward
+direction and the Transformer's attention never read padding), the sentence row as a masked
+pooling of the token rows, the other features on every row, the choice of the text feature and
+clear errors for bad settings."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from polytask.data.schema import InputSpec
+from polytask.encoders import TokenEncoder, make_input
+from polytask.encoders.tokens import sinusoidal_positions, token_lengths
+from polytask.errors import ConfigError
+from polytask.models import create_model
+from polytask.registry import TASK_KINDS
+from polytask.tasks import Task
+
+SPEC = InputSpec(numeric_dim=2, sequences={"text": 12}, numeric_names=["a", "b"])
+IDS = torch.tensor([[3, 4, 5, 6, 0], [7, 2, 0, 0, 0], [9, 0, 0, 0, 0], [0, 0, 0, 0, 0]])
+LENGTHS = [4, 2, 1, 0]
+
+VARIANTS = {
+    "lstm": {"kind": "lstm", "dim": 6, "hidden": 5},
+    "lstm2": {"kind": "lstm", "dim": 6, "hidden": 3, "layers": 2},
+    "transformer": {"kind": "transformer", "dim": 8, "heads": 2},
+    "transformer-sin": {"kind": "transformer", "dim": 8, "heads": 2, "layers": 2, "positions": "sinusoidal"},
+}
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
+
+
+def feats(ids: torch.Tensor = IDS, pad_to: int | None = None) -> dict[str, torch.Tensor]:
+    if pad_to is not None:
+        ids = torch.cat([ids, ids.new_zeros(ids.shape[0], pad_to - ids.shape[1])], dim=1)
+    g = torch.Generator().manual_seed(1)
+    return {"seq:text": ids, "numeric": torch.randn(ids.shape[0], 2, generator=g)}
+
+
+def rows(enc: TokenEncoder, f: dict[str, torch.Tensor]) -> torch.Tensor:
+    """``[B, L + 1, out_dim]`` view of the encoder's rows."""
+    b, length = f["seq:text"].shape
+    out = enc(f)
+    assert out.shape == (b * (length + 1), enc.out_dim)
+    return out.reshape(b, length + 1, enc.out_dim)
+
+
+# -- layout ------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_rows_layout_and_widths(variant):
+    params = VARIANTS[variant]
+    enc = TokenEncoder(SPEC, **params)
+    token_dim = 2 * params["hidden"] if params["kind"] == "lstm" else params["dim"]
+    assert enc.token_dim == token_dim and enc.out_dim == token_dim + 2
+    assert enc.position_feature == "text"
+    r = rows(enc, feats())
+    assert torch.isfinite(r).all()
+    for i, n in enumerate(LENGTHS):
+        assert r[i, 1 + n:, :token_dim].abs().sum() == 0, "token vectors at padded positions are zero"
+        assert (r[i, 1:1 + n, :token_dim].abs().sum(1) > 0).all()
+    # the other features (here the numeric values) follow on every row of their example
+    torch.testing.assert_close(r[:, :, token_dim:], feats()["numeric"].unsqueeze(1).expand(4, 6, 2))
+
+
+def test_lstm_hidden_defaults_to_half_of_dim():
+    assert TokenEncoder(SPEC, dim=10).token_dim == 10
+    assert TokenEncoder(SPEC, dim=1).token_dim == 2
+
+
+def test_token_lengths_are_the_prefix_up_to_the_last_real_id():
+    assert token_lengths(IDS).tolist() == LENGTHS
+    assert token_lengths(torch.tensor([[3, 0, 4, 0]])).tolist() == [3]  # an inner 0 is a (zero) token
+    assert token_lengths(torch.zeros(2, 0, dtype=torch.long)).tolist() == [0, 0]
+
+
+# -- padding -------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("pool", ["mean", "max", "first"])
+def test_extra_padding_changes_no_real_row(variant, pool):
+    """Wider padding, and the other examples of the batch, change no sentence row and no real
+    token row. (An unpacked BiLSTM's backward direction, or attention without the key-padding
+    mask, would read the padding and fail this.)"""
+    enc = TokenEncoder(SPEC, pool=pool, **VARIANTS[variant]).eval()
+    with torch.no_grad():
+        a, b = rows(enc, feats()), rows(enc, feats(pad_to=9))
+        for i, n in enumerate(LENGTHS):
+            torch.testing.assert_close(b[i, : n + 1], a[i, : n + 1])
+            assert b[i, n + 1:, : enc.token_dim].abs().sum() == 0
+            if n:  # each example alone, without any padding
+                alone = {k: v[i : i + 1] for k, v in feats().items()}
+                alone["seq:text"] = alone["seq:text"][:, :n]
+                torch.testing.assert_close(rows(enc, alone)[0], a[i, : n + 1], atol=1e-6, rtol=1e-5)
+
+
+def test_bilstm_backward_direction_reads_the_sentence_from_its_last_real_token():
+    """Known answer: the backward half of token 1's vector is an LSTM run over the example's real
+    tokens reversed (computed here with the encoder's own reverse-direction weights)."""
+    enc = TokenEncoder(SPEC, dim=6, hidden=4).eval()
+    lstm = enc.context
+    rev = torch.nn.LSTM(6, 4, batch_first=True)
+    with torch.no_grad():
+        for name in ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0"):
+            getattr(rev, name).copy_(getattr(lstm, name + "_reverse"))
+        r = rows(enc, feats(pad_to=7))
+        words = enc.words(IDS[0, :4]).flip(0).unsqueeze(0)
+        expected = rev(words)[0][0].flip(0)  # backward states at positions 0..3
+    torch.testing.assert_close(r[0, 1:5, 4:8], expected)
+
+
+def test_transformer_key_padding_mask_hides_padding_even_with_positions():
+    """Padding ids embed to zero but learned positions make their keys non-zero: only the mask
+    keeps them out. With it, changing what sits at padded positions (positions of a longer batch)
+    changes nothing; a query's attention over the real keys matches a reference computation."""
+    enc = TokenEncoder(SPEC, kind="transformer", dim=8, heads=2, pool="mean").eval()
+    layer = enc.context.layers[0]
+    with torch.no_grad():
+        x = enc.words(IDS[:1]) + enc.position_table.weight[:5]
+        y = layer.norm1(x)
+        attn, weights = layer.self_attn(y, y, y, key_padding_mask=IDS[:1] == 0, need_weights=True)
+        assert weights[0, :, 4].abs().max() == 0  # the padded key gets no weight
+        ref = x + attn
+        ref = ref + layer.linear2(layer.activation(layer.linear1(layer.norm2(ref))))
+        ref = enc.context.norm(ref)
+        r = rows(enc, feats(IDS[:1]))
+    torch.testing.assert_close(r[0, 1:5, :8], ref[0, :4])
+
+
+def test_example_without_tokens_is_finite_with_finite_gradients():
+    for params in VARIANTS.values():
+        for pool in ("mean", "max", "first"):
+            enc = TokenEncoder(SPEC, pool=pool, **params)
+            f = feats(torch.zeros(2, 3, dtype=torch.long))
+            r = rows(enc, f)
+            assert torch.isfinite(r).all() and r[:, :, : enc.token_dim].abs().sum() == 0
+            rows(enc, feats()).sum().backward()
+            assert all(p.grad is None or torch.isfinite(p.grad).all() for p in enc.parameters())
+
+
+# -- the sentence row ------------------------------------------------------------------------------------
+@pytest.mark.parametrize("variant", ["lstm", "lstm2", "transformer"])
+def test_sentence_row_is_the_masked_mean_of_the_token_rows(variant):
+    enc = TokenEncoder(SPEC, **VARIANTS[variant])
+    r = rows(enc, feats(pad_to=7))[:, :, : enc.token_dim]
+    for i, n in enumerate(LENGTHS):
+        expected = r[i, 1 : 1 + n].mean(0) if n else torch.zeros(enc.token_dim)
+        torch.testing.assert_close(r[i, 0], expected)
+
+
+def test_sentence_row_max_and_first():
+    mx = TokenEncoder(SPEC, pool="max", dim=6, hidden=5)
+    r = rows(mx, feats(pad_to=7))[:, :, : mx.token_dim]
+    for i, n in enumerate(LENGTHS[:3]):  # masked max: padding (zero vectors) never wins
+        torch.testing.assert_close(r[i, 0], r[i, 1 : 1 + n].amax(0))
+    assert (r[2, 0] < 0).any(), "a one-token example keeps its negative entries (padding is not a 0 candidate)"
+    first = TokenEncoder(SPEC, pool="first", dim=6, hidden=5)
+    r = rows(first, feats())[:, :, : first.token_dim]
+    torch.testing.assert_close(r[:, 0], r[:, 1])
+
+
+def test_gradients_reach_every_parameter():
+    for params in VARIANTS.values():
+        enc = TokenEncoder(SPEC, **params)
+        rows(enc, feats()).square().sum().backward()
+        for name, p in enc.named_parameters():
+            assert p.grad is not None and p.grad.abs().sum() > 0, (params, name)
+        assert enc.words.weight.grad[0].abs().sum() == 0, "the padding row gets no gradient"
+
+
+def test_sinusoidal_positions_known_values():
+    pe = sinusoidal_positions(3, 4)
+    assert pe.shape == (3, 4)
+    torch.testing.assert_close(pe[0], torch.tensor([0.0, 1.0, 0.0, 1.0]))
+    torch.testing.assert_close(pe[2], torch.tensor([math.sin(2), math.cos(2), math.sin(2 / 100), math.cos(2 / 100)]))
+    assert sinusoidal_positions(2, 5).shape == (2, 5)
+
+
+# -- features and settings ---------------------------------------------------------------------------------
+def test_other_features_go_through_a_tabular_input():
+    spec = InputSpec(numeric_dim=1, cardinalities=[5], sequences={"text": 12, "tags": 4}, dense={"vec": [3]})
+    enc = TokenEncoder(spec, feature="text", dim=4, embedding_dim=2)
+    assert enc.rest is not None and list(enc.rest.spec.sequences) == ["tags"]
+    assert enc.out_dim == 4 + 1 + 2 + 2 + 3
+    f = {"seq:text": IDS, "seq:tags": torch.tensor([[1, 2], [3, 0], [0, 0], [2, 2]]), "numeric": torch.randn(4, 1),
+         "categorical": torch.randint(0, 5, (4, 1)), "dense:vec": torch.randn(4, 3)}
+    out = enc(f).reshape(4, 6, enc.out_dim)
+    torch.testing.assert_close(out[:, :, 4:], enc.rest(f).unsqueeze(1).expand(4, 6, 8))
+    alone = TokenEncoder(InputSpec(sequences={"text": 9}), dim=4)
+    assert alone.rest is None and alone.out_dim == 4
+
+
+@pytest.mark.parametrize(
+    ("spec", "params", "match"),
+    [
+        (InputSpec(numeric_dim=2), {}, "exactly one sequence feature.*sequence features: none"),
+        (InputSpec(sequences={"a": 3, "b": 4}), {}, "exactly one sequence feature.*sequence features: a, b"),
+        (SPEC, {"feature": "nope"}, "'nope' is not a sequence feature.*text"),
+        (SPEC, {"dim": 0}, "dim must be >= 1"),
+        (SPEC, {"layers": 0}, "layers must be >= 1"),
+        (SPEC, {"hidden": 0}, "hidden must be >= 1"),
+        (SPEC, {"kind": "gru"}, "kind must be one of lstm, transformer"),
+        (SPEC, {"pool": "sum"}, "pool must be one of"),
+        (SPEC, {"kind": "transformer", "dim": 10, "heads": 4}, r"heads \(4\) must divide dim \(10\)"),
+        (SPEC, {"kind": "transformer", "hidden": 8}, "hidden is the LSTM's width"),
+        (SPEC, {"dropout": 1.0}, "dropout must be in"),
+    ],
+)
+def test_bad_settings_are_clear_value_errors(spec, params, match):
+    with pytest.raises(ValueError, match=match):
+        TokenEncoder(spec, **params)
+
+
+def test_learned_positions_cover_max_len():
+    enc = TokenEncoder(SPEC, kind="transformer", dim=4, heads=1, max_len=3)
+    with pytest.raises(ValueError, match="max_len=3"):
+        enc(feats())
+    sin = TokenEncoder(SPEC, kind="transformer", dim=4, heads=1, positions="sinusoidal", max_len=3)
+    assert sin.position_table is None and rows(sin, feats()).shape == (4, 6, 6)
+
+
+def test_settings_are_checked_as_encoder_params():
+    enc = make_input(SPEC, "tokens", embedding_dim=3, params={"kind": "transformer", "dim": 4, "heads": 2})
+    assert isinstance(enc, TokenEncoder) and enc.out_dim == 4 + 2
+    with pytest.raises(ConfigError, match=r"model\.encoder_params\.kind"):
+        make_input(SPEC, "tokens", params={"kind": "gru"})
+    with pytest.raises(ConfigError, match=r"model\.encoder_params\.heeds: unknown key"):
+        make_input(SPEC, "tokens", params={"heeds": 2})
+
+
+# -- in a model ------------------------------------------------------------------------------------------
+def test_row_tasks_read_the_sentence_row():
+    tasks = [Task("y", "binary"), Task("c", "multiclass", num_classes=3)]
+    model = create_model("shared_bottom", SPEC, tasks, {"encoder": "tokens", "encoder_params": {"dim": 4}})
+    assert model.position_feature == "text"
+    out = model(feats(pad_to=6))
+    assert out["y"].shape == (4,) and out["c"].shape == (4, 3)
+    model.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(model(feats())["y"], model(feats(pad_to=8))["y"])
+
+
+@pytest.mark.skipif("tagging" not in TASK_KINDS, reason="the token-level task kind 'tagging' is not registered yet")
+def test_token_tasks_read_the_token_rows():
+    tasks = [Task("y", "binary"), Task("tag", "tagging", tokens="text", num_classes=3)]
+    model = create_model("mmoe", SPEC, tasks, {"encoder": "tokens", "encoder_params": {"dim": 4}})
+    out = model(feats(pad_to=6))
+    assert out["y"].shape == (4,) and out["tag"].shape == (4, 6, 3)
+    with pytest.raises(ValueError, match="token-level task"):
+        create_model("mmoe", SPEC, tasks)
