@@ -12,7 +12,8 @@ import torch
 
 from polytask.data.schema import InputSpec
 from polytask.encoders import TokenEncoder, make_input
-from polytask.encoders.tokens import sinusoidal_positions, token_lengths
+from polytask.encoders.tokens import sinusoidal_positions
+from polytask.nn.sequence import valid_positions
 from polytask.errors import ConfigError
 from polytask.models import create_model
 from polytask.registry import TASK_KINDS
@@ -73,9 +74,10 @@ def test_lstm_hidden_defaults_to_half_of_dim():
 
 
 def test_token_lengths_are_the_prefix_up_to_the_last_real_id():
-    assert token_lengths(IDS).tolist() == LENGTHS
-    assert token_lengths(torch.tensor([[3, 0, 4, 0]])).tolist() == [3]  # an inner 0 is a (zero) token
-    assert token_lengths(torch.zeros(2, 0, dtype=torch.long)).tolist() == [0, 0]
+    assert valid_positions(IDS)[0].tolist() == LENGTHS
+    lengths, mask = valid_positions(torch.tensor([[3, 0, 4, 0]]))
+    assert lengths.tolist() == [3] and mask.tolist() == [[True, True, True, False]]  # an inner 0 is a (zero) token
+    assert valid_positions(torch.zeros(2, 0, dtype=torch.long))[0].tolist() == [0, 0]
 
 
 # -- padding -------------------------------------------------------------------------------------------

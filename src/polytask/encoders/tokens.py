@@ -35,11 +35,11 @@ from typing import Literal
 
 import torch
 from torch import Tensor, nn
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from polytask.data.schema import InputSpec
 from polytask.encoders.base import InputEncoder
 from polytask.encoders.tabular import rest_input
+from polytask.nn.sequence import run_packed, valid_positions
 from polytask.registry import ENCODERS
 
 
@@ -67,14 +67,6 @@ def sinusoidal_positions(length: int, dim: int, device: torch.device | None = No
     pe[:, 0::2] = torch.sin(pos * freq)
     pe[:, 1::2] = torch.cos(pos * freq)
     return pe[:, :dim]
-
-
-def token_lengths(ids: Tensor) -> Tensor:
-    """``[B]`` number of valid positions: 1 + the index of the last non-zero id (0 without any)."""
-    if ids.shape[1] == 0:
-        return ids.new_zeros(ids.shape[0])
-    positions = torch.arange(1, ids.shape[1] + 1, device=ids.device)
-    return (ids.ne(0) * positions).amax(1)
 
 
 @ENCODERS.register("tokens")
@@ -160,11 +152,8 @@ class TokenEncoder(InputEncoder):
 
     # -- contextual layers ----------------------------------------------------------------------
     def _lstm(self, x: Tensor, lengths: Tensor) -> Tensor:
-        # packing makes the backward direction start at each example's last real token; an
-        # example without tokens runs over one (padding) step and is zeroed by the caller
-        packed = pack_padded_sequence(x, lengths.clamp_min(1).cpu(), batch_first=True, enforce_sorted=False)
-        out, _ = self.context(packed)
-        return pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])[0]
+        # packed: the backward direction starts at each example's last real token
+        return run_packed(self.context, x, lengths)
 
     def _transformer(self, x: Tensor, mask: Tensor) -> Tensor:
         length = x.shape[1]
@@ -197,8 +186,7 @@ class TokenEncoder(InputEncoder):
     def forward(self, features: dict[str, Tensor]) -> Tensor:
         ids = features[f"seq:{self.feature}"]
         b, length = ids.shape
-        lengths = token_lengths(ids)
-        mask = torch.arange(length, device=ids.device).unsqueeze(0) < lengths.unsqueeze(1)  # [B, L]
+        lengths, mask = valid_positions(ids)  # [B], [B, L]
         x = self.words(ids)
         if self.kind == "lstm":
             tokens = self._lstm(self.dropout(x), lengths) if length else x.new_zeros(b, 0, self.token_dim)

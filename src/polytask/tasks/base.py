@@ -174,15 +174,25 @@ class TaskKind:
         return tuple(m.name for m in self.metrics())
 
     def compute_metrics(self, output: Tensor, label: Tensor, mask: Tensor) -> dict[str, float]:
-        """Every metric on the labelled rows, plus ``count`` (rows with a label)."""
+        """Every metric on the labelled rows, plus ``count`` (rows with a label). With element
+        masks, the metrics receive the rows that have a labelled element, whole, with the
+        unlabelled elements marked by :meth:`mark_unlabelled`."""
         keep = mask.bool()
-        if keep.dim() > 1:  # element masks: a kind with them overrides this
-            raise NotImplementedError(f"kind {self.name!r} must compute its own metrics over element masks")
-        out, lab = output[keep], label[keep]
-        result: dict[str, float] = {"count": int(keep.sum())}
+        if keep.dim() == 1:
+            rows, lab = keep, label[keep]
+        else:
+            rows = keep.flatten(1).any(1)
+            lab = self.mark_unlabelled(label, keep)[rows]
+        out = output[rows]
+        result: dict[str, float] = {"count": int(rows.sum())}
         for m in self.metrics():
             result[m.name] = m.fn(out, lab) if lab.numel() else float("nan")
         return result
+
+    def mark_unlabelled(self, label: Tensor, keep: Tensor) -> Tensor:
+        """Kinds with element masks: ``label`` with the elements outside ``keep`` set to the value
+        their metrics skip (NaN, -1, ...)."""
+        raise NotImplementedError(f"kind {self.name!r} has element masks but does not mark unlabelled elements")
 
     # -- predictions ------------------------------------------------------------------------
     def predict(self, output: Tensor) -> Tensor:

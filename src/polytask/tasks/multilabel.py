@@ -138,17 +138,9 @@ class Multilabel(TaskKind):
     def metrics(self) -> tuple[Metric, ...]:
         return (Metric("mean_auc", True, mean_auc), Metric("micro_f1", True, micro_f1))
 
-    def compute_metrics(self, output: Tensor, label: Tensor, mask: Tensor) -> dict[str, float]:
-        """Metrics on the rows with a labelled element; each metric receives ``[R, K]`` logits and
-        ``[R, K]`` labels holding NaN at unlabelled elements. ``count`` = those rows."""
-        keep = mask.bool()
-        rows = keep.any(1)
-        lab = torch.where(keep, label.float(), torch.full_like(label.float(), float("nan")))[rows]
-        out = output[rows]
-        result: dict[str, float] = {"count": int(rows.sum())}
-        for m in self.metrics():
-            result[m.name] = m.fn(out, lab) if lab.numel() else float("nan")
-        return result
+    def mark_unlabelled(self, label: Tensor, keep: Tensor) -> Tensor:
+        """Each metric receives ``[R, K]`` labels holding NaN at unlabelled elements."""
+        return torch.where(keep, label.float(), torch.full_like(label.float(), float("nan")))
 
     # -- predictions ------------------------------------------------------------------------
     def predict(self, output: Tensor) -> Tensor:

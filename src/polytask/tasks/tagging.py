@@ -230,17 +230,10 @@ class Tagging(Classes):
             warnings.simplefilter("ignore")  # seqeval warns when nothing is predicted (F1 = 0)
             return float(f1_score(y_true, y_pred))
 
-    def compute_metrics(self, output: Tensor, label: Tensor, mask: Tensor) -> dict[str, float]:
-        """Metrics on the rows with a labelled token; each metric receives ``[R, L, C]`` outputs
-        and ``[R, L]`` labels holding -1 at unlabelled tokens. ``count`` = those rows."""
-        keep = mask.bool()
-        rows = keep.any(1)
-        lab = torch.where(keep, label.long(), torch.full_like(label.long(), UNLABELLED))[rows]
-        out = output[rows]
-        result: dict[str, float] = {"count": int(rows.sum())}
-        for m in self.metrics():
-            result[m.name] = m.fn(out, lab) if lab.numel() else float("nan")
-        return result
+    def mark_unlabelled(self, label: Tensor, keep: Tensor) -> Tensor:
+        """Each metric receives ``[R, L, C]`` outputs and ``[R, L]`` labels holding -1 at
+        unlabelled tokens."""
+        return torch.where(keep, label.long(), torch.full_like(label.long(), UNLABELLED))
 
     # -- predictions ------------------------------------------------------------------------
     def predict(self, output: Tensor) -> Tensor:

@@ -26,9 +26,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from polytask.data.schema import InputSpec
+from polytask.nn.sequence import run_packed, valid_positions
 from polytask.nn.columns.base import ColumnFamily, per_task_rest, stack_modules
 from polytask.registry import COLUMNS
 
@@ -46,13 +46,6 @@ def sequence_feature(spec: InputSpec, feature: str | None) -> str:
             f"sequence features: {known}"
         )
     return feature if feature is not None else next(iter(spec.sequences))
-
-
-def valid_mask(ids: Tensor) -> tuple[Tensor, Tensor]:
-    """``(lengths [B], mask [B, L])`` of left-aligned ids: a row's valid prefix ends at its last non-zero id."""
-    positions = torch.arange(1, ids.shape[1] + 1, device=ids.device)
-    lengths = (ids.ne(0) * positions).amax(1) if ids.shape[1] else ids.new_zeros(ids.shape[0])
-    return lengths, positions.unsqueeze(0) <= lengths.unsqueeze(1)
 
 
 class LSTMColumnLayer(nn.Module):
@@ -74,12 +67,8 @@ class LSTMColumnLayer(nn.Module):
         t, b, length = h.shape[:3]
         if length == 0:
             return h.new_zeros(t, b, 0, self.out_dim)
-        # an example without tokens runs over one (padding) step; the mask zeroes its output
-        steps = lengths.clamp_min(1).cpu()
-        outs = []
-        for x, lstm in zip(h, self.lstms):  # one LSTM call per task
-            packed = pack_padded_sequence(x, steps, batch_first=True, enforce_sorted=False)
-            outs.append(pad_packed_sequence(lstm(packed)[0], batch_first=True, total_length=length)[0])
+        # one LSTM call per task; an example without tokens is zeroed by the mask
+        outs = [run_packed(lstm, x, lengths) for x, lstm in zip(h, self.lstms)]
         return self.dropout(torch.stack(outs) * mask.unsqueeze(-1).to(h.dtype))
 
     def weight_matrix(self) -> Tensor:
@@ -169,11 +158,11 @@ class LSTMColumns(ColumnFamily):
         return x * ids.ne(0).unsqueeze(-1).to(x.dtype)  # padding id 0: a zero vector without gradient
 
     def run_layer(self, i: int, h: Tensor, features: Mapping[str, Tensor]) -> Tensor:
-        return self.layers[i](h, *valid_mask(self._ids(features)))
+        return self.layers[i](h, *valid_positions(self._ids(features)))
 
     def read_out(self, h: Tensor, features: Mapping[str, Tensor]) -> Tensor:
         t, b, length, c = h.shape
-        lengths, _ = valid_mask(self._ids(features))
+        lengths, _ = valid_positions(self._ids(features))
         sentence = h.sum(2) / lengths.clamp_min(1).view(1, b, 1).to(h.dtype)  # masked mean (h is 0 at padding)
         rows = torch.cat([sentence.unsqueeze(2), h], dim=2)  # [T, B, L+1, C]
         if self.rest is not None:
