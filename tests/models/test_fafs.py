@@ -33,6 +33,34 @@ def test_widening_copies_weights_so_outputs_do_not_change():
     assert model.shared_modules() == [model.input]
 
 
+def test_shared_representation_is_the_last_layer_all_tasks_share_after_widening():
+    """Representation-mode weightings (MGDA-UB) need share() on a tensor every task reads, also
+    once the top layers have branched: the output of the deepest still-shared layer, then the input."""
+    torch.manual_seed(0)
+    tasks = make_tasks(3)
+    model = create_model("fafs", SPEC, tasks, {"hidden": [8, 6]})
+    batch = make_batch(SPEC, tasks, 16)
+    affinity = torch.tensor([[1.0, 0.95, 0.5], [0.95, 1.0, 0.5], [0.5, 0.5, 1.0]])
+    model.capture_representation = True
+    for layer, width in ((1, 8), (0, model.input.out_dim)):
+        model.widen_layer(layer, affinity)
+        out = model(batch.features)
+        rep = model.representation
+        assert rep is not None and rep.shape[-1] == width
+        for t in tasks:
+            grad = torch.autograd.grad(out[t.name].sum(), rep, retain_graph=True)[0]
+            assert grad.abs().sum() > 0, (layer, t.name)
+    # and a representation-mode weighting trains the branched model
+    from polytask.weighting import StepContext, create_weighting
+
+    weighting = create_weighting("mgda", tasks, {"mode": "representation"})
+    weighting.setup(model)
+    out = model(batch.features)
+    losses = {t.name: t.loss(out[t.name], batch.labels[t.name], batch.masks[t.name]) for t in tasks}
+    weighting.backward(losses, {}, StepContext(model=model, masks=batch.masks))
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.input.parameters())
+
+
 def test_given_tree_is_validated_and_built():
     tasks = make_tasks(3)
     model = create_model("fafs", SPEC, tasks, {"hidden": [8, 6], "branches": [[[0, 1, 2]], [[2], [0, 1]]]})

@@ -103,12 +103,16 @@ class FAFS(MultiTaskModel):
         x = self.input(features)
         outputs: list[Tensor] = [x]  # outputs of the branches of the layer below, by branch index
         below: Groups = [list(range(len(self.tasks)))]
+        shared = x  # the output of the last layer every task still shares (the input, at worst)
         for groups, modules in zip(self.branches, self.layers):
             parents = [next(j for j, p in enumerate(below) if set(g) <= set(p)) for g in groups]
             outputs = [m(outputs[j]) for m, j in zip(modules, parents)]
+            if len(groups) == 1:
+                shared = outputs[0]
             below = groups
+        self.share(shared)  # recorded only; every branch above reads this tensor
         if len(below) == 1:
-            return self.read_out(self.heads(self.share(outputs[0])), features)
+            return self.read_out(self.heads(outputs[0]), features)
         owner = {t: i for i, g in enumerate(below) for t in g}
         return self.read_out(self.heads(torch.stack([outputs[owner[t]] for t in range(len(self.tasks))])), features)
 
