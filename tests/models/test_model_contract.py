@@ -144,15 +144,34 @@ def check_shared_representation(model, tasks, batch):
         assert g is not None and g.abs().sum() > 0, f"output {t.name!r} does not depend on the shared representation"
 
 
-@pytest.mark.parametrize("name", ALL_MODELS)
-def test_models_with_shared_modules_pass_their_representation_through_share(name):
+def _shares(name: str) -> bool:
     from polytask.weighting.base import shares_representation
 
+    model, _ = build(name, 2)
+    return bool(model.shared_modules()) and shares_representation(model)
+
+
+SHARING = [n for n in ALL_MODELS if _shares(n)]
+
+
+@pytest.mark.parametrize("name", SHARING)
+def test_models_with_shared_modules_pass_their_representation_through_share(name):
     torch.manual_seed(0)
     model, tasks = build(name, 2)
-    if not model.shared_modules() or not shares_representation(model):
-        pytest.skip(f"{name} has no shared representation (representation-mode weightings refuse it)")
     check_shared_representation(model, tasks, make_batch(SPEC, tasks, 4))
+
+
+@pytest.mark.parametrize("name", sorted(set(ALL_MODELS) - set(SHARING)))
+def test_models_without_a_shared_representation_are_refused_by_representation_mode(name):
+    """The models the share() contract does not apply to say so: a representation-mode weighting
+    refuses them at setup with one line naming both."""
+    from polytask.errors import ConfigError
+    from polytask.weighting import create_weighting
+
+    model, tasks = build(name, 2)
+    weighting = create_weighting("mgda", tasks, {"mode": "representation"})
+    with pytest.raises(ConfigError, match=f"mgda.*{name}|{name}.*mgda"):
+        weighting.setup(model)
 
 
 class _SharesButNeverCallsShare(MultiTaskModel):
