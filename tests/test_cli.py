@@ -472,3 +472,19 @@ def test_existing_out_is_refused_without_overwrite(csv_run, tmp_path, monkeypatc
     assert sorted(p.name for p in out.iterdir()) == sorted(RUN_FILES)
     assert len(read_jsonl(out / "metrics.jsonl")) == 2
     assert no_partial(out)
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("model.num_experts=0", "model 'mmoe': num_experts must be >= 1"),
+        ("model.expert_hidden=[]", "model 'mmoe': expert_hidden needs at least one layer"),
+    ],
+)
+def test_a_value_the_architecture_refuses_is_one_line_and_exit_2(csv_run, tmp_path, monkeypatch, override, message):
+    work, _, _ = csv_run
+    monkeypatch.chdir(work)
+    result = invoke("train", "config.yaml", "--out", tmp_path / "refused", "--set", override)
+    assert result.exit_code == 2, result.stdout + result.stderr
+    assert message in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "refused").exists()
