@@ -202,7 +202,14 @@ def test_predictions_round_trip_through_encoding():
 def test_preprocessor_checks_the_text_feature(feature, message):
     features = [FeatureSpec("x", "numeric")] + ([feature] if feature else [])
     with pytest.raises(ConfigError, match=message):
-        Preprocessor(features, [bio_task()])
+        Preprocessor(features, [bio_task(separator=" ")])
+
+
+def test_max_len_and_separator_default_to_the_text_feature():
+    task = Task("pos", "tagging", tokens="text")
+    Preprocessor([FeatureSpec("text", "sequence", max_len=7, separator="/")], [task])
+    assert (task.spec.max_len, task.spec.separator) == (7, "/")
+    assert Task(**task.to_dict()).spec.options() == task.spec.options()  # a saved run keeps them
 
 
 def test_preprocessor_encodes_tags_beside_the_text():

@@ -34,6 +34,8 @@ if TYPE_CHECKING:
 
 #: label placeholder marking an unlabelled token in what the metrics receive
 UNLABELLED = -1
+#: what a task not yet bound to its text feature assumes (a text split on spaces, 50 positions)
+DEFAULT_SEPARATOR, DEFAULT_MAX_LEN = " ", 50
 
 
 def split_lists(col: pa.ChunkedArray | pa.Array, separator: str, *, source: str, column: str) -> tuple[pa.ListArray, np.ndarray]:
@@ -91,8 +93,10 @@ class Tagging(Classes):
     Args:
         tokens: the text feature (a declared ``sequence`` feature) whose tokens the tags follow.
         separator: tags given as a string column are split on it (as the text feature is: it must
-            be the text feature's separator); predictions are written joined by it.
-        max_len: token positions per row; must equal the text feature's ``max_len``.
+            be the text feature's separator; taken from the feature when omitted); predictions are
+            written joined by it.
+        max_len: token positions per row; must equal the text feature's ``max_len`` (taken from
+            the feature when omitted).
         scheme: ``none``, or ``bio`` for BIO chunk tags (adds the ``span_f1`` metric).
         num_classes: number of tags (inferred from the training tags if omitted).
         classes: the tags in class-index order (fitted on train if omitted).
@@ -106,16 +110,16 @@ class Tagging(Classes):
         self,
         *,
         tokens: str,
-        separator: str = " ",
-        max_len: int = 50,
+        separator: str | None = None,
+        max_len: int | None = None,
         scheme: Literal["none", "bio"] = "none",
         num_classes: int | None = None,
         classes: list[Any] | None = None,
     ) -> None:
         super().__init__(num_classes=num_classes, classes=classes)
-        if max_len < 1:
+        if max_len is not None and max_len < 1:
             raise ValueError(f"max_len must be >= 1, got {max_len}")
-        if not separator:
+        if separator is not None and not separator:
             raise ValueError("separator must not be empty")
         if scheme not in ("none", "bio"):
             raise ValueError(f"scheme must be 'none' or 'bio', got {scheme!r}")
@@ -124,13 +128,27 @@ class Tagging(Classes):
             if bad:
                 raise ValueError(f"scheme bio: class {bad[0]!r} is not a BIO tag (O, B-<type>, I-<type>)")
         self.tokens = tokens
-        self.separator = separator
-        self.max_len = max_len
+        # None until bound to the text feature (check_inputs); a kind used on its own reads like a
+        # sequence feature split on spaces with the default max_len
+        self._separator = separator
+        self._max_len = max_len
         self.scheme = scheme
 
+    @property
+    def separator(self) -> str:
+        return self._separator if self._separator is not None else DEFAULT_SEPARATOR
+
+    @property
+    def max_len(self) -> int:
+        return self._max_len if self._max_len is not None else DEFAULT_MAX_LEN
+
     def options(self) -> dict[str, Any]:
-        return {"tokens": self.tokens, "separator": self.separator, "max_len": self.max_len, "scheme": self.scheme,
-                **super().options()}
+        out: dict[str, Any] = {"tokens": self.tokens, "scheme": self.scheme}
+        if self._separator is not None:
+            out["separator"] = self._separator
+        if self._max_len is not None:
+            out["max_len"] = self._max_len
+        return {**out, **super().options()}
 
     @property
     def token_feature(self) -> str:
@@ -143,6 +161,10 @@ class Tagging(Classes):
             raise ConfigError(f"{where} is not a declared feature; declare it as a sequence feature (separator: {self.separator!r})")
         if f.type != "sequence":
             raise ConfigError(f"{where} is a {f.type} feature; tagging needs a sequence feature")
+        if self._max_len is None:
+            self._max_len = f.max_len
+        if self._separator is None:
+            self._separator = f.separator
         if f.max_len != self.max_len:
             raise ConfigError(f"{where} has max_len {f.max_len} but the task has max_len {self.max_len}; set both the same")
         if f.separator != self.separator:
