@@ -19,7 +19,7 @@ from polytask.data.schema import InputSpec
 from polytask.errors import ConfigError
 from polytask.models import create_model
 from polytask.nn.columns import ColumnFamily, make_columns
-from polytask.registry import COLUMNS, TASK_KINDS
+from polytask.registry import COLUMNS
 from polytask.tasks import Task
 
 IMAGE = InputSpec(numeric_dim=2, dense={"image": [1, 10, 10]}, numeric_names=["a", "b"])
@@ -321,21 +321,9 @@ def test_lstm_padding_id_is_a_zero_vector_without_gradient():
     assert fam.words.grad[:, 0].abs().sum() == 0 and fam.words.grad.abs().sum() > 0
 
 
-class _TokenMulticlass(TASK_KINDS.get("multiclass")):
-    """Multiclass per token of ``text`` (test-only; a tagging kind would be registered)."""
-
-    level = "token"
-
-    @property
-    def token_feature(self) -> str | None:
-        return "text"
-
-
 def test_lstm_columns_give_token_level_tasks_token_outputs():
     torch.manual_seed(0)
-    tag = Task("tag", "multiclass", num_classes=3)
-    tag.spec.__class__ = _TokenMulticlass
-    tasks = [Task("row", "binary"), tag]
+    tasks = [Task("row", "binary"), Task("tag", "tagging", tokens="text", num_classes=3)]
     model = create_model("cross_stitch", TEXT, tasks, model_params("lstm"))
     assert model.position_feature == "text"
     out = model(text_features(4))
