@@ -20,7 +20,7 @@ from conftest import SPEC, make_tasks
 
 from polytask.data.schema import InputSpec
 from polytask.models import create_model
-from polytask.registry import ENCODERS, MODELS, TASK_KINDS
+from polytask.registry import ENCODERS, MODELS
 from polytask.tasks import Task
 
 Features = dict[str, torch.Tensor]
@@ -75,7 +75,6 @@ ROLES: dict[str, dict[str, str]] = {
 #: parameters whose gradient may legitimately be zero: embedding rows of ids absent from the batch
 EMBEDDING_NAMES = ("categorical", "sequences", "words", "position_table", "behaviour")
 
-HAS_TAGGING = "tagging" in TASK_KINDS
 
 
 def encoder_cases() -> list:
@@ -96,7 +95,7 @@ def build(name: str, encoder: str, variant: str, num_tasks: int) -> tuple[Any, l
     spec, make_features, encoder_params = INPUTS[encoder][variant]
     roles = ROLES.get(name, {})
     tasks = [Task(role) for role in roles.values()] + make_tasks(num_tasks)
-    if encoder == "tokens" and HAS_TAGGING:
+    if encoder == "tokens":
         tasks.append(Task("tag", "tagging", tokens="text", num_classes=4, max_len=TEXT_WIDTH))
     accepted = inspect.signature(MODELS.get(name)).parameters
     params: dict[str, Any] = {k: v for k, v in SMALL.items() if k in accepted}
@@ -169,7 +168,6 @@ def check_batch(model: Any, tasks: list[Task], features: Features, batch_size: i
             assert p.grad.abs().sum() > 0, f"{case}: zero gradient at {pname}"
 
 
-@pytest.mark.skipif(not HAS_TAGGING, reason="the token-level task kind 'tagging' is not registered yet")
 @pytest.mark.parametrize("name", model_cases())
 def test_token_tasks_need_an_encoder_with_token_rows(name):
     roles = ROLES.get(name, {})

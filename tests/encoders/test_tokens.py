@@ -16,7 +16,6 @@ from polytask.encoders.tokens import sinusoidal_positions
 from polytask.nn.sequence import valid_positions
 from polytask.errors import ConfigError
 from polytask.models import create_model
-from polytask.registry import TASK_KINDS
 from polytask.tasks import Task
 
 SPEC = InputSpec(numeric_dim=2, sequences={"text": 12}, numeric_names=["a", "b"])
@@ -245,7 +244,6 @@ def test_row_tasks_read_the_sentence_row():
         torch.testing.assert_close(model(feats())["y"], model(feats(pad_to=8))["y"])
 
 
-@pytest.mark.skipif("tagging" not in TASK_KINDS, reason="the token-level task kind 'tagging' is not registered yet")
 def test_token_tasks_read_the_token_rows():
     tasks = [Task("y", "binary"), Task("tag", "tagging", tokens="text", num_classes=3)]
     model = create_model("mmoe", SPEC, tasks, {"encoder": "tokens", "encoder_params": {"dim": 4}})
