@@ -5,12 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
-import pytest
 
 import polytask
-from polytask.registry import ENCODERS
-
-pytestmark = pytest.mark.skipif("tokens" not in ENCODERS, reason="the 'tokens' input encoder is not registered")
 
 WIDTH = 8
 WORDS = ["the", "a", "went", "to", "saw", "paris", "rome", "new", "york"]

@@ -8,13 +8,10 @@ several times faster than the built-in embedding backward at these sizes
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from polytask.data.schema import InputSpec
 
 
 class _GatherRows(torch.autograd.Function):
