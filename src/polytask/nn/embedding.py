@@ -8,10 +8,8 @@ several times faster than the built-in embedding backward at these sizes
 
 from __future__ import annotations
 
-
 import torch
 from torch import Tensor, nn
-
 
 
 class _GatherRows(torch.autograd.Function):
