@@ -32,7 +32,7 @@ SMALL = ["--set", "data.params.max_rows=3000", "--set", "train.epochs=2", "--set
          # `polytask evaluate` loads runs on the CPU and must reproduce metrics.json to 1e-6: train there too
          "--set", "train.device=cpu"]
 CENSUS_TASKS = ("income", "never_married")
-RUN_FILES = ("config.yaml", "encoders.json", "model.pt", "metrics.jsonl", "metrics.json", "data.json")
+RUN_FILES = ("config.yaml", "encoders.json", "model.pt", "metrics.jsonl", "metrics.json", "data.json", "manifest.json")
 
 runner = CliRunner()
 
@@ -111,9 +111,17 @@ def test_config_yaml_is_resolved_and_reloadable(census_run):
     assert raw["train"]["epochs"] == 2 and raw["train"]["progress"] is False
     reloaded = load_config(out / "config.yaml")
     expected = load_config(CENSUS_CONFIG, [s for s in SMALL if s != "--set"])
-    assert reloaded.to_dict() == expected.to_dict()
+    got, want = reloaded.to_dict(), expected.to_dict()
+    for section in ("data", "train"):
+        assert got[section] == want[section], section
+    # every hyperparameter is written out: what the config gave, and each component's defaults
+    for section in ("model", "weighting", "optimizer", "scheduler"):
+        assert want[section].items() <= got[section].items(), section
     assert reloaded.model.name == "mmoe"
-    assert reloaded.model.params() == {"num_experts": 8, "expert_hidden": [16], "tower_hidden": [8], "embedding_dim": 4}
+    assert reloaded.model.params() == {"num_experts": 8, "expert_hidden": [16], "tower_hidden": [8], "embedding_dim": 4,
+                                       "encoder": "tabular", "encoder_params": {}, "gate_bias": False,
+                                       "activation": "relu", "dropout": 0.0}
+    assert got["optimizer"]["betas"] == [0.9, 0.999] and got["optimizer"]["eps"] == 1e-8
 
 
 def test_encoders_json_holds_census_features_and_tasks(census_run):
@@ -314,6 +322,19 @@ def test_list_prints_registries():
             assert " ".join(reg.describe(name).split()[:4]) in flat, (name, reg.describe(name))
     # task kinds come with their metrics
     assert "auc, logloss" in text and "rmse, mae" in text
+
+
+def test_list_verbose_shows_hyperparameters_with_defaults():
+    result = invoke("list", "--verbose", env={"COLUMNS": "400"})
+    check_ok(result)
+    flat = "".join(result.stdout.split())  # rich wraps cells: compare without white space
+    for shown in ("num_experts=8", "expert_hidden=[16]", "gate_bias=False",  # mmoe
+                  "bottom_hidden=[113]",  # shared_bottom
+                  "kind='lstm'", "max_len=512",  # the tokens encoder
+                  "num_classes=None"):  # the multiclass task kind
+        assert shown in flat, shown
+    plain = invoke("list", env={"COLUMNS": "400"})
+    assert "num_experts=8" not in "".join(plain.stdout.split())
 
 
 # -- a run from CSV files with a custom config --------------------------------------------------------

@@ -3,12 +3,14 @@
 Every check that can fail on bad input (config keys, files, columns, label values, model and
 weighting parameters, the monitor) runs before the first training step and before anything is
 written. A run directory is written under ``<out>.partial`` and renamed to ``<out>`` when the run
-completes, so ``<out>`` is either a complete run or absent.
+completes, so ``<out>`` is either a complete run or absent; ``<out>.lock`` keeps a second training
+off the same ``<out>``, ``--overwrite`` replaces only a polytask run (never another directory), and
+the remains of an interrupted run are never deleted without ``--overwrite``.
 """
 
 from __future__ import annotations
 
-import json
+import inspect
 import os
 import random
 import shutil
@@ -24,8 +26,9 @@ from polytask.data.io import to_arrow
 from polytask.data.preprocessor import Preprocessor
 from polytask.data.sources import load_splits
 from polytask.errors import ConfigError
+from polytask.fileio import OutputLock, atomic_write_text, check_not_locked, file_ancestor, json_dumps, make_dirs
 from polytask.models import create_model
-from polytask.run import DATA, LOG, METRICS, Run
+from polytask.run import DATA, LOG, Run, foreign_entries, is_run_directory, write_manifest
 from polytask.train.trainer import Trainer
 from polytask.weighting import create_weighting
 
@@ -171,10 +174,9 @@ def _train_run(
     init_run: Run | None,
 ) -> Run:
     out_dir = Path(out) if out is not None else None
-    if out_dir is not None and out_dir.exists() and not out_dir.is_dir():
-        raise ConfigError(f"--out {out_dir}: exists and is not a directory")
-    if out_dir is not None and out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
-        raise ConfigError(f"--out {out_dir}: directory exists and is not empty (use --overwrite to replace it)")
+    if out_dir is not None:  # refused before any data is read
+        check_not_locked(out_dir)
+        check_output(out_dir, overwrite)
     # data files as absolute paths, so the saved config.yaml (and `polytask evaluate RUN`) does not
     # depend on the working directory the run was started from
     files = {s: str(Path(getattr(cfg.data, s)).resolve()) for s in ("train", "validation", "test")
@@ -241,16 +243,39 @@ def _train_run(
         on_improve=(lambda tr: run.save_checkpoint(work_dir, tr.best_epoch)) if work_dir is not None else None,
         callbacks=callbacks or (),
     )
+    # every hyperparameter as used, defaults included: config.yaml documents the run and rebuilds it
+    run.config = cfg = resolve_config(cfg, trainer)
 
-    # 3. train (model selection on validation only), then read the test split once
-    if work_dir is not None:
-        if work_dir.exists():
+    if work_dir is None or out_dir is None:
+        return _fit(run, trainer, cfg, train_t, val_t, test_t, transfer)
+    # 3. the run directory: under an exclusive lock, written into <out>.partial, renamed when complete
+    make_dirs(out_dir.parent)
+    with OutputLock(out_dir):
+        check_output(out_dir, overwrite)  # again, now that no other run can change it
+        if work_dir.exists() or work_dir.is_symlink():  # the remains of an interrupted run: --overwrite given
             shutil.rmtree(work_dir)
-        run.save_static(work_dir)
-        (work_dir / DATA).write_text(json.dumps({"sources": splits.sources, "notes": splits.notes,
-                                                 "rows": {"train": len(train_t),
-                                                          "validation": len(val_t) if val_t else 0,
-                                                          "test": len(test_t) if test_t else 0}}, indent=1))
+        try:
+            run.save_static(work_dir)
+            atomic_write_text(work_dir / DATA, json_dumps({
+                "sources": splits.sources, "notes": splits.notes,
+                "rows": {"train": len(train_t), "validation": len(val_t) if val_t else 0,
+                         "test": len(test_t) if test_t else 0}}, indent=1))
+            _fit(run, trainer, cfg, train_t, val_t, test_t, transfer)
+            run.save_checkpoint(work_dir, trainer.best_epoch)
+            run.save_metrics(work_dir)
+            write_manifest(work_dir)
+        except Exception:
+            # this process's own unfinished run: nothing in it is the user's, and leaving it would
+            # make the next run refuse <out>.partial as the remains of an interrupted one
+            shutil.rmtree(work_dir, ignore_errors=True)
+            raise
+        _replace_directory(work_dir, out_dir)
+    run.directory = out_dir
+    return run
+
+
+def _fit(run: Run, trainer: Trainer, cfg: Config, train_t: Any, val_t: Any, test_t: Any, transfer: Any) -> Run:
+    """Train (model selection on validation only), then read the test split once."""
     history = trainer.fit(train_t, val_t)
     metrics: dict[str, Any] = {"best_epoch": trainer.best_epoch, "monitor": cfg.train.monitor}
     if transfer is not None:
@@ -260,19 +285,155 @@ def _train_run(
     if test_t is not None:
         metrics["test"] = trainer.evaluate(test_t)
     run.history, run.metrics = history, metrics
-
-    if work_dir is not None and out_dir is not None:
-        run.save_checkpoint(work_dir, trainer.best_epoch)
-        (work_dir / METRICS).write_text(json.dumps(metrics, indent=1, default=_nan_to_none))
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        work_dir.rename(out_dir)
-        run.directory = out_dir
     return run
 
 
-def _nan_to_none(value: Any) -> Any:
-    return None if isinstance(value, float) and value != value else str(value)
+def check_output(out_dir: Path, overwrite: bool) -> None:
+    """Refuse an ``--out`` that cannot or must not be written (ConfigError naming it): a path under
+    a file, a file, a non-empty directory that is not a polytask run (never deleted, even with
+    ``--overwrite``), a run without ``--overwrite``, and the remains of an interrupted run."""
+    blocking = file_ancestor(out_dir)
+    if blocking is not None:
+        raise ConfigError(f"--out {out_dir}: {blocking} is a file, not a directory")
+    if out_dir.exists() or out_dir.is_symlink():
+        if not out_dir.is_dir():
+            raise ConfigError(f"--out {out_dir}: exists and is not a directory")
+        entries = sorted(p.name for p in out_dir.iterdir())
+        if entries:
+            if not is_run_directory(out_dir):
+                raise ConfigError(
+                    f"--out {out_dir}: exists and is not a polytask run directory (holds {_some(entries)}); "
+                    "refusing to replace it, even with --overwrite: choose another --out"
+                )
+            foreign = foreign_entries(out_dir)
+            if foreign:
+                raise ConfigError(
+                    f"--out {out_dir}: the run directory also holds files polytask did not write ({_some(foreign)}); "
+                    "refusing to replace it, even with --overwrite: move them out or choose another --out"
+                )
+            if not overwrite:
+                raise ConfigError(f"--out {out_dir}: directory exists and is not empty (use --overwrite to replace it)")
+    partial = out_dir.with_name(out_dir.name + ".partial")
+    if partial.exists() or partial.is_symlink():
+        if not partial.is_dir() or partial.is_symlink() or foreign_entries(partial):
+            raise ConfigError(
+                f"--out {out_dir}: {partial} exists and is not an unfinished polytask run; remove or rename it"
+            )
+        if not overwrite:
+            raise ConfigError(
+                f"--out {out_dir}: {partial} holds the remains of an interrupted run (it was stopped before it "
+                "finished); pass --overwrite to discard it, or delete it yourself"
+            )
+
+
+def _some(names: list[str], limit: int = 5) -> str:
+    shown = ", ".join(names[:limit])
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+def _replace_directory(new: Path, final: Path) -> None:
+    """Move the finished run onto ``final``; an existing run there (checked replaceable) is moved
+    aside first and deleted only once the new one is in place."""
+    aside = None
+    if final.exists() and any(final.iterdir()):
+        aside = final.with_name(f".{final.name}.replaced-{os.getpid()}")
+        os.rename(final, aside)
+    try:
+        os.rename(new, final)  # onto an empty directory or a free name
+    except OSError:
+        if aside is not None:
+            os.rename(aside, final)
+        raise
+    if aside is not None:
+        shutil.rmtree(aside, ignore_errors=True)
+
+
+# -- the resolved config ----------------------------------------------------------------------------
+def signature_defaults(fn: Any, skip: tuple[str, ...] = ()) -> dict[str, Any]:
+    """``{keyword: default}`` of ``fn``'s parameters that have one (``self``, ``*args`` and
+    ``**kwargs`` and ``skip`` left out)."""
+    out = {}
+    for name, p in inspect.signature(fn).parameters.items():
+        if name in skip or name == "self" or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            continue
+        if p.default is not p.empty:
+            out[name] = p.default
+    return out
+
+
+_UNWRITABLE = object()
+
+
+def _plain(value: Any) -> Any:
+    """``value`` as YAML-safe plain data, or ``_UNWRITABLE``."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, (list, tuple)):
+        items = [_plain(v) for v in value]
+        return _UNWRITABLE if any(v is _UNWRITABLE for v in items) else items
+    if isinstance(value, dict):
+        items = {k: _plain(v) for k, v in value.items()}
+        if any(v is _UNWRITABLE for v in items.values()) or not all(isinstance(k, str) for k in items):
+            return _UNWRITABLE
+        return items
+    return _UNWRITABLE
+
+
+def _resolved(defaults: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
+    out = {}
+    for key, value in {**defaults, **given}.items():
+        plain = _plain(value)
+        if plain is not _UNWRITABLE or key in given:  # a default YAML cannot hold stays implicit
+            out[key] = plain if plain is not _UNWRITABLE else value
+    return out
+
+
+def resolve_model_params(name: str, params: dict[str, Any]) -> dict[str, Any]:
+    """The model's hyperparameters with every default filled in (its encoder's and column family's
+    too)."""
+    from polytask.registry import ENCODERS, MODELS
+
+    resolved = _resolved(signature_defaults(MODELS.get(name), ("input_spec", "tasks")), params)
+    encoder = resolved.get("encoder")
+    if isinstance(encoder, str) and isinstance(resolved.get("encoder_params"), dict) and encoder in ENCODERS:
+        resolved["encoder_params"] = _resolved(signature_defaults(ENCODERS.get(encoder), ("spec", "embedding_dim")),
+                                               resolved["encoder_params"])
+    columns = resolved.get("columns")
+    if isinstance(columns, str) and isinstance(resolved.get("column_params"), dict):
+        from polytask.nn.columns.base import COMMON_ARGS
+        from polytask.registry import COLUMNS
+
+        if columns in COLUMNS:
+            resolved["column_params"] = _resolved(signature_defaults(COLUMNS.get(columns), COMMON_ARGS),
+                                                  resolved["column_params"])
+    return resolved
+
+
+def resolve_config(cfg: Config, trainer: Trainer | None = None) -> Config:
+    """``cfg`` with every hyperparameter of the model, the weighting, the optimiser and the
+    scheduler written out (defaults included; the optimiser's and scheduler's as ``trainer`` built
+    them, so a scheduler default that depends on the epochs is recorded as used)."""
+    from polytask.registry import WEIGHTINGS
+    from polytask.train.optim import OPTIMIZERS, SCHEDULERS
+
+    raw = cfg.to_dict()
+    raw["model"] = {"name": cfg.model.name, **resolve_model_params(cfg.model.name, cfg.model.params())}
+    raw["weighting"] = {"name": cfg.weighting.name,
+                        **_resolved(signature_defaults(WEIGHTINGS.get(cfg.weighting.name), ("tasks",)), cfg.weighting.params())}
+    opt_cls = OPTIMIZERS.get(cfg.optimizer.name)
+    if opt_cls is not None:
+        names = signature_defaults(opt_cls, ("params", "lr", "weight_decay"))
+        used = dict(trainer.optimizer.defaults) if trainer is not None else {}
+        defaults = {k: used.get(k, v) for k, v in names.items()}
+        raw["optimizer"] = {**raw["optimizer"], **_resolved(defaults, cfg.optimizer.params())}
+    sched_cls = SCHEDULERS.get(cfg.scheduler.name)
+    if sched_cls is not None:
+        names = signature_defaults(sched_cls, ("optimizer", "last_epoch", "verbose"))
+        given = cfg.scheduler.params()
+        built = trainer.scheduler if trainer is not None else None
+        defaults = {k: getattr(built, k, v) if k not in given else given[k] for k, v in names.items()}
+        raw["scheduler"] = {**raw["scheduler"], **_resolved(defaults, given)}
+    return config_from_dict(raw)
 
 
 def load_run(directory: str | os.PathLike, *, device: str = "cpu") -> Run:

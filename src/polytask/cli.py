@@ -6,8 +6,11 @@ naming the file, column or key, with exit code 2 and no traceback.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -33,11 +36,37 @@ def _console():
     return Console()
 
 
-def _fail(exc: Exception) -> None:
-    # str(KeyError("x")) is "'x'" (the repr): print the message itself
-    message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-    typer.echo(f"error: {message}", err=True)
+def _fail(exc: BaseException) -> None:
+    from polytask.errors import PolytaskError
+
+    if isinstance(exc, OSError) and not isinstance(exc, PolytaskError):
+        # an OSError polytask did not word itself (a read-only or full disk, a permission): the path
+        # and the system's reason, on one line
+        where = exc.filename if exc.filename is not None else "?"
+        message = f"{where}: {exc.strerror or exc}"
+    elif isinstance(exc, KeyError) and exc.args:  # str(KeyError("x")) is "'x'" (the repr)
+        message = exc.args[0]
+    else:
+        message = exc
+    typer.echo(f"error: {' '.join(str(message).split()) if isinstance(exc, OSError) else message}", err=True)
     raise typer.Exit(code=2)
+
+
+@contextlib.contextmanager
+def _warnings_as_lines() -> Iterator[None]:
+    """Warnings about a run's files (a damaged epoch log) as one ``warning: ...`` line each."""
+    from polytask.run import RunFileWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", RunFileWarning)
+        try:
+            yield
+        finally:
+            for w in caught:
+                if issubclass(w.category, RunFileWarning):
+                    typer.echo(f"warning: {w.message}", err=True)
+                else:
+                    warnings.showwarning(w.message, w.category, w.filename, w.lineno)
 
 
 @app.command()
@@ -58,7 +87,7 @@ def train(
     try:
         cfg = load_config(config, overrides)
         run = train_run(cfg, data_dir=data_dir, out=out, overwrite=overwrite)
-    except (PolytaskError, KeyError, FileNotFoundError) as exc:
+    except (PolytaskError, KeyError, OSError) as exc:
         _fail(exc)
         return
     if run.directory is not None:  # under torchrun, only rank 0 wrote the run (and reports it)
@@ -70,29 +99,33 @@ def evaluate(
     run_dir: Annotated[Path, typer.Argument(help="Run directory written by `polytask train`.")],
     data: Annotated[Optional[Path], typer.Option("--data", help="Labelled CSV/Parquet to evaluate on (default: the run's saved metrics are recomputed on its validation and test splits).")] = None,
     data_dir: DataDir = None,
-    json_out: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table (a metric that is not a number is null).")] = False,
 ) -> None:
-    """Evaluate a trained run: on a labelled file, or again on the run's own validation/test splits."""
+    """Evaluate a trained run: on a labelled file, or again on the run's own validation/test splits.
+    The table starts with each metric's mean over the tasks that have it."""
     from polytask.api import load_run
     from polytask.data.sources import load_splits
     from polytask.errors import PolytaskError
 
     try:
-        run = load_run(run_dir)
-        if data is not None:
-            metrics = {str(data): run.evaluate(data, source=str(data))}
-        else:
-            splits = load_splits(run.config.data, data_dir)
-            metrics = {}
-            for name in ("validation", "test"):
-                table = getattr(splits, name)
-                if table is not None:
-                    metrics[name] = run.evaluate(table, source=splits.sources.get(name, name))
-    except (PolytaskError, KeyError, FileNotFoundError) as exc:
+        with _warnings_as_lines():
+            run = load_run(run_dir)
+            if data is not None:
+                metrics = {str(data): run.evaluate(data, source=str(data))}
+            else:
+                splits = load_splits(run.config.data, data_dir)
+                metrics = {}
+                for name in ("validation", "test"):
+                    table = getattr(splits, name)
+                    if table is not None:
+                        metrics[name] = run.evaluate(table, source=splits.sources.get(name, name))
+    except (PolytaskError, KeyError, OSError) as exc:
         _fail(exc)
         return
-    if json_out:
-        typer.echo(json.dumps(metrics, indent=1, default=str))
+    if json_out:  # strict JSON: NaN (an AUC on one class) is null, never the bare token NaN
+        from polytask.fileio import json_dumps
+
+        typer.echo(json_dumps(metrics, indent=1))
     else:
         _print_metrics(metrics, title=str(run_dir))
 
@@ -101,48 +134,109 @@ def evaluate(
 def predict(
     run_dir: Annotated[Path, typer.Argument(help="Run directory written by `polytask train`.")],
     input: Annotated[Path, typer.Argument(help="CSV or Parquet file with the feature columns.")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write predictions (.parquet or .csv).")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write predictions (.parquet or .csv; CSV gets one <task>_proba_<class> column per class).")],
     keep: Annotated[list[str], typer.Option("--keep", help="Input columns to copy into the output (e.g. an id).")] = [],  # noqa: B006
 ) -> None:
-    """Predict every task: one named column per task (probabilities for binary tasks)."""
+    """Predict every task: one named column per task (probabilities for binary tasks). The output
+    file is replaced only once the predictions are complete; on any failure it is left as it was."""
     from polytask.api import load_run
-    from polytask.data.io import write_table
     from polytask.errors import PolytaskError
+    from polytask.fileio import write_predictions
 
     try:
-        run = load_run(run_dir)
-        table = run.predict_table(input, source=str(input), keep=list(keep))
-        write_table(table, output)
-    except (PolytaskError, KeyError, FileNotFoundError) as exc:
+        fmt = _output_format(output)  # before anything is read, computed or created
+        with _warnings_as_lines():
+            run = load_run(run_dir)
+        table = run.predict_table(input, source=str(input), keep=list(keep), flat=fmt == "csv")
+        write_predictions(table, output, fmt)
+    except (PolytaskError, KeyError, OSError) as exc:
         _fail(exc)
         return
     typer.echo(f"wrote {table.num_rows} rows x {table.num_columns} columns ({', '.join(table.column_names)}) to {output}")
 
 
+def _output_format(output: Path) -> str:
+    from polytask.data.io import CSV_SUFFIXES, PARQUET_SUFFIXES
+    from polytask.errors import DataError
+    from polytask.fileio import file_ancestor
+
+    if output.is_dir():
+        raise DataError(f"{output}: is a directory (give a file name: -o {output / 'predictions.parquet'})")
+    name = output.name.lower()
+    if name.endswith(PARQUET_SUFFIXES):
+        fmt = "parquet"
+    elif name.endswith(CSV_SUFFIXES):
+        fmt = "csv"
+    else:
+        raise DataError(f"{output}: unknown output type (expected {', '.join(PARQUET_SUFFIXES + CSV_SUFFIXES)})")
+    blocking = file_ancestor(output)
+    if blocking is not None:
+        raise DataError(f"{output}: cannot write there ({blocking} is a file, not a directory)")
+    return fmt
+
+
 @app.command("list")
-def list_() -> None:
+def list_(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show each component's hyperparameters with their defaults.")] = False,
+) -> None:
     """List registered models, weightings, datasets, input encoders, column families and task kinds."""
     from rich.table import Table
 
     from polytask.registry import COLUMNS, DATASETS, ENCODERS, MODELS, TASK_KINDS, WEIGHTINGS
 
     console = _console()
-    registries = (("models", MODELS), ("weightings", WEIGHTINGS), ("datasets", DATASETS),
-                  ("encoders (model.encoder)", ENCODERS), ("column families (model.columns)", COLUMNS))
-    for title, reg in registries:
+    registries = (("models", MODELS, ("input_spec", "tasks")), ("weightings", WEIGHTINGS, ("tasks",)),
+                  ("datasets", DATASETS, ("data_dir",)), ("encoders (model.encoder)", ENCODERS, ("spec", "embedding_dim")),
+                  ("column families (model.columns)", COLUMNS, _column_common()))
+    for title, reg, skip in registries:
         table = Table(title=title, title_justify="left", caption=None if reg.names() else "(none registered)")
         table.add_column("name", style="bold")
         table.add_column("description")
+        if verbose:
+            table.add_column("hyperparameters (default)")
         for name in reg.names():
-            table.add_row(name, reg.describe(name))
+            row = [name, reg.describe(name)]
+            if verbose:
+                row.append(_hyperparameters(reg.get(name), skip))
+            table.add_row(*row)
         console.print(table)
     table = Table(title="task kinds", title_justify="left")
     table.add_column("name", style="bold")
     table.add_column("metrics")
     table.add_column("description")
+    if verbose:
+        table.add_column("options (default)")
     for name, kind in TASK_KINDS.items():
-        table.add_row(name, ", ".join(kind.example().metric_names()), TASK_KINDS.describe(name))
+        row = [name, ", ".join(kind.example().metric_names()), TASK_KINDS.describe(name)]
+        if verbose:
+            row.append(_hyperparameters(kind, ()))
+        table.add_row(*row)
     console.print(table)
+
+
+def _column_common() -> tuple[str, ...]:
+    from polytask.nn.columns.base import COMMON_ARGS
+
+    return COMMON_ARGS
+
+
+def _hyperparameters(obj: object, skip: tuple[str, ...]) -> str:
+    """``name=default`` for each keyword parameter (``name`` alone when it has no default)."""
+    import inspect
+
+    try:
+        sig = inspect.signature(obj)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return ""
+    shown = []
+    for name, p in sig.parameters.items():
+        if name in skip or name == "self" or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            continue
+        if p.default is p.empty:
+            shown.append(f"{name} (required)")
+        else:
+            shown.append(f"{name}={p.default!r}")
+    return ", ".join(shown) or "(none)"
 
 
 @app.command()
@@ -158,9 +252,35 @@ def demo(
     run_demo(seeds=seeds, n_train=n_train, epochs=epochs, console=_console())
 
 
+NOT_METRICS = ("count",)
+
+
+def metric_means(per_task: dict) -> list[tuple[str, float, int]]:
+    """``(metric, mean over the tasks that have it, number of tasks)`` for each metric, in the order
+    the metrics first appear; NaN values (an AUC on one class) are left out of the mean."""
+    import math
+
+    values: dict[str, list[float]] = {}
+    for task_metrics in per_task.values():
+        if not isinstance(task_metrics, dict):
+            continue
+        for metric, value in task_metrics.items():
+            if metric in NOT_METRICS or isinstance(value, bool) or not isinstance(value, (int, float)):
+                continue
+            if math.isfinite(value):
+                values.setdefault(metric, []).append(float(value))
+    return [(m, sum(v) / len(v), len(v)) for m, v in values.items()]
+
+
 def _print_metrics(metrics: dict, title: str) -> None:
     from rich.table import Table
 
+    console = _console()
+    for split, per_task in metrics.items():  # the summary first: one line per split and metric
+        if isinstance(per_task, dict):
+            for metric, mean, n in metric_means(per_task):
+                console.print(f"{split}: mean {metric} {mean:.4f} over {n} task{'s' if n != 1 else ''}",
+                              highlight=False, soft_wrap=True)
     table = Table(title=title, title_justify="left")
     table.add_column("split")
     table.add_column("task")
@@ -172,7 +292,7 @@ def _print_metrics(metrics: dict, title: str) -> None:
             if isinstance(values, dict):
                 shown = ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in values.items())
                 table.add_row(split, task, shown)
-    _console().print(table)
+    console.print(table)
 
 
 def main() -> None:

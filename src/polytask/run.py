@@ -2,19 +2,30 @@
 
 A run directory holds:
 
-- ``config.yaml``: the resolved configuration (every default filled in);
+- ``config.yaml``: the resolved configuration (every default filled in, the model's, weighting's,
+  optimiser's and scheduler's hyperparameters included);
 - ``encoders.json``: the encoders fitted on the training split, and the tasks;
-- ``model.pt``: the best checkpoint (by the validation monitor) and the model's input spec;
+- ``model.pt``: the best checkpoint (by the validation monitor), the model's input spec and tasks;
 - ``metrics.jsonl``: one line per epoch (training losses, task weights, validation metrics,
   gate diagnostics, timings);
 - ``metrics.json``: final ``{"validation": {task: {metric: value}}, "test": {...}}``;
-- ``data.json``: where each split came from and how it was made.
+- ``data.json``: where each split came from and how it was made;
+- ``manifest.json``: written last, marks the directory as a polytask run and records the size and
+  sha256 of every other file, which :meth:`Run.load` checks.
+
+Every file is written atomically (a temporary name, then :func:`os.replace`). Loading checks the
+files before using them: checksums (when there is a manifest: runs written before it existed load
+without), a readable checkpoint, every weight finite, and that ``encoders.json`` and ``model.pt``
+agree (features, tasks, output sizes). Each failure is one :class:`~polytask.errors.DataError`
+naming the file.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import warnings
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -27,13 +38,25 @@ from polytask.config import Config, config_from_dict
 from polytask.data.io import to_arrow
 from polytask.data.preprocessor import Preprocessor
 from polytask.data.schema import InputSpec
-from polytask.errors import DataError
+from polytask.errors import ConfigError, DataError
+from polytask.fileio import atomic_path, atomic_write_text, json_dumps, make_dirs, sha256_file
 from polytask.models import MultiTaskModel, create_model
 from polytask.train.trainer import evaluate_table, predict_raw, resolve_device
 
 CONFIG, ENCODERS, CHECKPOINT, LOG, METRICS, DATA = (
     "config.yaml", "encoders.json", "model.pt", "metrics.jsonl", "metrics.json", "data.json"
 )
+MANIFEST = "manifest.json"
+#: every file a run directory may hold
+RUN_FILES = (CONFIG, ENCODERS, CHECKPOINT, LOG, METRICS, DATA, MANIFEST)
+#: the files a run cannot be loaded without: a checksum mismatch in one of them is an error (in the
+#: others, a warning)
+ESSENTIAL = (CONFIG, ENCODERS, CHECKPOINT)
+FORMAT = "polytask-run"
+
+
+class RunFileWarning(UserWarning):
+    """A run file that is not needed to predict (the epoch log, the saved metrics) is damaged."""
 
 
 class Run:
@@ -69,10 +92,13 @@ class Run:
         raw = predict_raw(self.model, table, [t.name for t in self.tasks], self.config.train.eval_batch_size, self.device)
         return {t.name: t.predict(raw[t.name]).numpy() for t in self.tasks}
 
-    def predict_table(self, data: Any, *, source: str = "input", keep: list[str] | None = None) -> pa.Table:
+    def predict_table(self, data: Any, *, source: str = "input", keep: list[str] | None = None,
+                      flat: bool = False) -> pa.Table:
         """Predictions as a table with the columns each task's kind writes (one named column per
         task; multiclass adds ``<task>_proba`` with the class probabilities), after any ``keep``
-        columns of ``data``."""
+        columns of ``data``. ``flat=True`` (for CSV, which has no list type) gives one column per
+        class instead of a list column: ``<task>_proba_<class>``; a list of names (multilabel's
+        chosen labels) becomes one string joined by ``|``."""
         arrow = to_arrow(data, source)
         missing = [c for c in keep or [] if c not in arrow.column_names]
         if missing:
@@ -80,7 +106,13 @@ class Run:
         preds = self.predict(arrow, source=source)
         columns: dict[str, Any] = {c: arrow.column(c) for c in keep or []}
         for t in self.tasks:
-            columns.update(t.spec.prediction_columns(t.name, preds[t.name], arrow))
+            produced = t.spec.prediction_columns(t.name, preds[t.name], arrow)
+            if flat:
+                produced = _flatten_columns(t, produced)
+            for name, column in produced.items():
+                if name in columns:
+                    raise DataError(f"{source}: output column {name!r} is both a --keep column and a prediction")
+                columns[name] = column
         return pa.table(columns)
 
     def evaluate(self, data: Any, *, source: str = "input") -> dict[str, Any]:
@@ -92,43 +124,281 @@ class Run:
     def save_static(self, directory: str | os.PathLike) -> None:
         """Write config and encoders (known before training)."""
         d = Path(directory)
-        d.mkdir(parents=True, exist_ok=True)
-        (d / CONFIG).write_text(yaml.safe_dump(self.config.to_dict(), sort_keys=False))
-        self.preprocessor.save(d / ENCODERS)
+        make_dirs(d)
+        atomic_write_text(d / CONFIG, yaml.safe_dump(self.config.to_dict(), sort_keys=False))
+        atomic_write_text(d / ENCODERS, json.dumps(self.preprocessor.to_dict(), indent=1))
 
     def save_checkpoint(self, directory: str | os.PathLike, epoch: int | None = None) -> None:
-        torch.save(
-            {
-                "model": self.config.model.name,
-                "params": {**self.config.model.params(), **self.model.structure()},
-                "input_spec": self.model.input_spec.to_dict(),
-                "state_dict": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
-                "epoch": epoch,
-            },
-            Path(directory) / CHECKPOINT,
-        )
+        """Write ``model.pt`` (atomically: a checkpoint is never seen half written)."""
+        payload = {
+            "model": self.config.model.name,
+            "params": {**self.config.model.params(), **self.model.structure()},
+            "input_spec": self.model.input_spec.to_dict(),
+            # as JSON text (what encoders.json holds), so weights_only loading never meets a numpy scalar
+            "tasks": json.dumps([t.to_dict() for t in self.tasks]),
+            "state_dict": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
+            "epoch": epoch,
+        }
+        with atomic_path(Path(directory) / CHECKPOINT) as tmp:
+            torch.save(payload, tmp)
+
+    def save_metrics(self, directory: str | os.PathLike) -> None:
+        atomic_write_text(Path(directory) / METRICS, json_dumps(self.metrics, indent=1))
 
     def save(self, directory: str | os.PathLike) -> None:
+        """Write the run's files into ``directory`` (created if needed), the manifest last."""
         self.save_static(directory)
         self.save_checkpoint(directory)
         if self.metrics:
-            (Path(directory) / METRICS).write_text(json.dumps(self.metrics, indent=1, default=str))
+            self.save_metrics(directory)
+        write_manifest(directory)
 
     @classmethod
     def load(cls, directory: str | os.PathLike, *, device: str = "cpu") -> Run:
-        """Load a run directory written by ``polytask train`` / :func:`polytask.fit`."""
+        """Load a run directory written by ``polytask train`` / :func:`polytask.fit`, checking its
+        files first (see the module docstring)."""
         d = Path(directory)
-        for name in (CONFIG, ENCODERS, CHECKPOINT):
+        if not d.is_dir():
+            raise DataError(f"{d}: run directory not found" if not d.exists() else f"{d}: not a directory")
+        for name in ESSENTIAL:
             if not (d / name).is_file():
                 raise DataError(f"{d}: not a run directory ({name} is missing)")
-        config = config_from_dict(yaml.safe_load((d / CONFIG).read_text()))
-        pre = Preprocessor.load(d / ENCODERS)
-        ckpt = torch.load(d / CHECKPOINT, map_location="cpu", weights_only=True)
-        model = create_model(ckpt["model"], InputSpec.from_dict(ckpt["input_spec"]), pre.tasks, ckpt["params"])
-        model.load_state_dict(ckpt["state_dict"])
+        verify_manifest(d)
+        config = _load_config(d / CONFIG)
+        pre = _load_encoders(d / ENCODERS)
+        ckpt = _load_checkpoint(d / CHECKPOINT)
+        _check_agreement(d, config, pre, ckpt)
+        try:
+            model = create_model(ckpt["model"], InputSpec.from_dict(ckpt["input_spec"]), pre.tasks, ckpt["params"])
+        except (ConfigError, KeyError, TypeError) as exc:
+            message = exc.args[0] if exc.args else exc
+            raise DataError(f"{d / CHECKPOINT}: cannot rebuild the model it records: {message}") from None
+        try:
+            model.load_state_dict(ckpt["state_dict"])
+        except RuntimeError as exc:  # missing/unexpected keys, shape mismatches
+            detail = " ".join(str(exc).split())
+            raise DataError(
+                f"{d / CHECKPOINT}: its weights do not fit the model built from {ENCODERS} and the checkpoint's "
+                f"parameters ({detail[:300]})"
+            ) from None
         model.to(resolve_device(device)).eval()
-        metrics = json.loads((d / METRICS).read_text()) if (d / METRICS).is_file() else {}
-        history = []
-        if (d / LOG).is_file():
-            history = [json.loads(line) for line in (d / LOG).read_text().splitlines() if line.strip()]
+        metrics = _load_metrics(d / METRICS)
+        history = _load_log(d / LOG)
         return cls(config, pre, model, history=history, metrics=metrics, directory=d)
+
+
+# -- the manifest ------------------------------------------------------------------------------------
+def write_manifest(directory: str | os.PathLike) -> None:
+    """Record the size and sha256 of every run file in ``directory`` (written last)."""
+    d = Path(directory)
+    files = {}
+    for name in RUN_FILES:
+        if name != MANIFEST and (d / name).is_file():
+            files[name] = {"bytes": (d / name).stat().st_size, "sha256": sha256_file(d / name)}
+    atomic_write_text(d / MANIFEST, json.dumps({"format": FORMAT, "version": 1, "files": files}, indent=1))
+
+
+def read_manifest(directory: str | os.PathLike) -> dict[str, Any] | None:
+    """The manifest, None when the run has none (written before manifests existed)."""
+    path = Path(directory) / MANIFEST
+    if not path.is_file():
+        return None
+    try:
+        manifest = json.loads(path.read_text())
+        files = manifest["files"]
+        if manifest.get("format") != FORMAT or not isinstance(files, dict):
+            raise ValueError("not a polytask run manifest")
+        for entry in files.values():
+            str(entry["sha256"]), int(entry["bytes"])
+    except (OSError, ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: unreadable run manifest ({exc})") from None
+    return manifest
+
+
+def verify_manifest(directory: str | os.PathLike) -> None:
+    """Check every file the manifest lists: an essential file that is missing or differs is a
+    DataError naming it; another (the epoch log, the final metrics) a :class:`RunFileWarning`."""
+    d = Path(directory)
+    manifest = read_manifest(d)
+    if manifest is None:
+        return
+    for name, entry in manifest["files"].items():
+        path = d / name
+        if not path.is_file():
+            problem = "is missing (the manifest lists it)"
+        elif path.stat().st_size != int(entry["bytes"]):
+            problem = (f"has {path.stat().st_size} bytes, the manifest recorded {entry['bytes']} "
+                       "(truncated or changed after the run was written)")
+        elif sha256_file(path) != entry["sha256"]:
+            problem = "does not match its sha256 in the manifest (damaged or changed after the run was written)"
+        else:
+            continue
+        if name in ESSENTIAL:
+            raise DataError(f"{path}: {problem}")
+        warnings.warn(f"{path}: {problem}", RunFileWarning, stacklevel=3)
+
+
+def is_run_directory(directory: str | os.PathLike) -> bool:
+    """A directory polytask wrote: it has a manifest, or (a run from before manifests) the three
+    files a run cannot be without."""
+    d = Path(directory)
+    if (d / MANIFEST).is_file():
+        try:
+            return json.loads((d / MANIFEST).read_text()).get("format") == FORMAT
+        except (OSError, ValueError, AttributeError, UnicodeDecodeError):
+            return False
+    return all((d / name).is_file() for name in ESSENTIAL)
+
+
+def is_temporary_file(name: str) -> bool:
+    """A temporary file of an atomic write (:func:`polytask.fileio.atomic_path`)."""
+    return name.startswith(".") and name.endswith(".tmp")
+
+
+def foreign_entries(directory: str | os.PathLike) -> list[str]:
+    """The entries of a run directory that polytask did not write there (never deleted for the user)."""
+    return sorted(p.name for p in Path(directory).iterdir()
+                  if not (p.name in RUN_FILES and p.is_file()) and not (is_temporary_file(p.name) and p.is_file()))
+
+
+# -- loading, one file at a time -----------------------------------------------------------------------
+def _load_config(path: Path) -> Config:
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark is not None else ""
+        raise DataError(f"{path}: not valid YAML{where}: the run's config is damaged") from None
+    if not isinstance(raw, dict):
+        raise DataError(f"{path}: the run's config is damaged (not a mapping of sections)")
+    try:
+        return config_from_dict(raw)
+    except ConfigError as exc:
+        raise DataError(f"{path}: the run's config is damaged: {' '.join(str(exc).split())}") from None
+
+
+def _load_encoders(path: Path) -> Preprocessor:
+    try:
+        return Preprocessor.from_dict(json.loads(path.read_text()))
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{path}: not valid JSON (line {exc.lineno}): the run's encoders are damaged") from None
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: not valid JSON: the run's encoders are damaged") from None
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+        message = exc.args[0] if exc.args else type(exc).__name__
+        raise DataError(f"{path}: the run's encoders are damaged ({message})") from None
+
+
+def _load_checkpoint(path: Path) -> dict[str, Any]:
+    # torch.load on a damaged archive can fail in C++ with an unhelpful message; a flipped byte in a
+    # stored tensor is not noticed at all. The zip's own CRCs catch both, before torch reads it.
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError):
+        raise DataError(f"{path}: not a readable checkpoint (truncated or damaged)") from None
+    if bad is not None:
+        raise DataError(f"{path}: damaged checkpoint (entry {bad} fails its CRC check)")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unpickling failure is a damaged file
+        raise DataError(f"{path}: not a readable checkpoint ({' '.join(str(exc).split())[:200]})") from None
+    missing = [k for k in ("model", "params", "input_spec", "state_dict") if not isinstance(ckpt, dict) or k not in ckpt]
+    if missing:
+        raise DataError(f"{path}: not a polytask checkpoint (missing {', '.join(missing)})")
+    for name, value in ckpt["state_dict"].items():
+        if not isinstance(value, torch.Tensor):
+            raise DataError(f"{path}: weight {name!r} is not a tensor")
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            raise DataError(f"{path}: weight {name!r} holds NaN or infinite values")
+    return ckpt
+
+
+def _check_agreement(d: Path, config: Config, pre: Preprocessor, ckpt: dict[str, Any]) -> None:
+    """encoders.json and model.pt describe the same inputs and tasks."""
+    spec = pre.input_spec()
+    try:
+        saved = InputSpec.from_dict(ckpt["input_spec"])
+    except TypeError:
+        raise DataError(f"{d / CHECKPOINT}: damaged input spec") from None
+    if spec != saved:
+        diff = [k for k in spec.to_dict() if spec.to_dict()[k] != saved.to_dict().get(k)]
+        raise DataError(
+            f"{d / ENCODERS}: the features it encodes disagree with {CHECKPOINT} ({', '.join(diff)} differ): "
+            "the files come from different runs or were edited"
+        )
+    have = [(t.name, t.kind) for t in pre.tasks]
+    if "tasks" in ckpt:
+        try:
+            recorded = json.loads(ckpt["tasks"])
+            want = [(t["name"], t["kind"]) for t in recorded]
+        except (TypeError, ValueError, KeyError):
+            raise DataError(f"{d / CHECKPOINT}: damaged task list") from None
+        mine = json.loads(json.dumps([t.to_dict() for t in pre.tasks]))
+        if have != want or mine != recorded:
+            raise DataError(
+                f"{d / ENCODERS}: its tasks disagree with {CHECKPOINT} (encoders: {_tasks(have)}; model: {_tasks(want)}"
+                f"{'' if have != want else '; the task options (classes, labels) differ'})"
+            )
+    elif config.data.tasks:  # a run from before the checkpoint recorded its tasks: the config does
+        want = [(t.name, t.kind) for t in config.data.tasks]
+        if have != want:
+            raise DataError(f"{d / ENCODERS}: its tasks disagree with {CONFIG} (encoders: {_tasks(have)}; config: {_tasks(want)})")
+
+
+def _tasks(pairs: list[tuple[str, str]]) -> str:
+    return ", ".join(f"{n} ({k})" for n, k in pairs)
+
+
+def _load_metrics(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        return {}
+    try:
+        value = json.loads(path.read_text())
+        if not isinstance(value, dict):
+            raise ValueError("not an object")
+        return value
+    except (ValueError, UnicodeDecodeError) as exc:
+        warnings.warn(f"{path}: unreadable, the saved metrics are ignored ({exc})", RunFileWarning, stacklevel=3)
+        return {}
+
+
+def _load_log(path: Path) -> list[dict[str, Any]]:
+    """The epoch records; a line that does not parse (a run killed while writing its last line) is
+    skipped with a warning."""
+    if not path.is_file():
+        return []
+    history = []
+    for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError:
+            record = None
+        if not isinstance(record, dict):
+            warnings.warn(f"{path}: line {number} is not a complete JSON record (skipped)", RunFileWarning, stacklevel=3)
+            continue
+        history.append(record)
+    return history
+
+
+def _flatten_columns(task: Any, columns: dict[str, pa.Array]) -> dict[str, pa.Array]:
+    """List-typed prediction columns as flat ones (see :meth:`Run.predict_table`)."""
+    out: dict[str, pa.Array] = {}
+    for name, column in columns.items():
+        typ = column.type
+        if not (pa.types.is_list(typ) or pa.types.is_large_list(typ) or pa.types.is_fixed_size_list(typ)):
+            out[name] = column
+            continue
+        if pa.types.is_string(typ.value_type) or pa.types.is_large_string(typ.value_type):
+            out[name] = pa.array(["|".join(v) if v is not None else None for v in column.to_pylist()], pa.string())
+            continue
+        values = column.to_pylist()
+        width = max((len(v) for v in values if v is not None), default=0)
+        classes = [str(c) for c in (getattr(task.spec, "classes", None) or [])]
+        if len(classes) != width:
+            classes = [str(j) for j in range(width)]
+        for j, cls in enumerate(classes):
+            out[f"{name}_{cls}"] = pa.array([v[j] if v is not None else None for v in values], typ.value_type)
+    return out
