@@ -10,7 +10,7 @@ from polytask.compare import markdown_table, merge, run_grid, summarize
 
 BASE = {
     "data": {"dataset": "synthetic_mmoe", "params": {"correlation": 0.5, "n_train": 300, "n_validation": 100, "n_test": 100}},
-    "train": {"epochs": 2, "batch_size": 64, "progress": False},
+    "train": {"epochs": 2, "batch_size": 64, "progress": False, "monitor": "loss"},
 }
 
 

@@ -137,7 +137,7 @@ def test_defaults_filled_in():
     assert cfg.scheduler.name == "none"
     t = cfg.train
     assert (t.epochs, t.batch_size, t.eval_batch_size, t.patience, t.monitor, t.seed, t.device, t.progress) == (
-        20, 1024, 8192, 5, "loss", 0, "auto", True
+        20, 1024, 8192, 5, "mean.relative_loss", 0, "auto", True
     )
     assert cfg.data.split.validation == 0.1 and cfg.data.split.test == 0.1 and cfg.data.split.seed == 0
     d = cfg.to_dict()

@@ -428,10 +428,16 @@ def resolve_config(cfg: Config, trainer: Trainer | None = None) -> Config:
         raw["optimizer"] = {**raw["optimizer"], **_resolved(defaults, cfg.optimizer.params())}
     sched_cls = SCHEDULERS.get(cfg.scheduler.name)
     if sched_cls is not None:
-        names = signature_defaults(sched_cls, ("optimizer", "last_epoch", "verbose"))
         given = cfg.scheduler.params()
         built = trainer.scheduler if trainer is not None else None
-        defaults = {k: getattr(built, k, v) if k not in given else given[k] for k, v in names.items()}
+        defaults = {}
+        for key, p in inspect.signature(sched_cls).parameters.items():
+            if key in ("self", "optimizer", "last_epoch", "verbose") or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+                continue
+            if hasattr(built, key):  # as the trainer built it (cosine's T_max = epochs)
+                defaults[key] = getattr(built, key)
+            elif p.default is not p.empty:
+                defaults[key] = p.default
         raw["scheduler"] = {**raw["scheduler"], **_resolved(defaults, given)}
     return config_from_dict(raw)
 

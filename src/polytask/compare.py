@@ -65,10 +65,14 @@ def run_grid(
                 for key in seed_keys:
                     _set(cfg, key, seed)
                 run = fit(cfg, data_dir=data_dir, callbacks=list(callbacks))
-                task, metric, higher = parse_monitor(run.config.train.monitor, run.tasks)
+                monitor = parse_monitor(run.config.train.monitor, run.tasks, run.model.loss_task_names())
+                higher = monitor.higher_is_better
                 val = run.metrics.get("validation", {})
-                score = val.get("loss") if task is None else val.get(task, {}).get(metric)
-                score = float("nan") if score is None else float(score)
+                first = run.history[0].get("initial_validation_loss") if run.history else None  # relative_loss
+                try:
+                    score = monitor.score(val, first)
+                except (KeyError, TypeError):
+                    score = float("nan")
                 key_score = -score if higher else score
                 epochs = run.history
                 row = {

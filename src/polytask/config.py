@@ -4,7 +4,9 @@ Sections: ``data`` (a built-in dataset or files, features, tasks), ``model``, ``
 ``optimizer``, ``scheduler``, ``train``. Model, weighting, optimiser and scheduler sections take
 ``name`` plus that component's own keyword parameters at the same level
 (``model: {name: mmoe, num_experts: 8}``); those are checked against the component's signature.
-Any unknown key or wrong type is a :class:`~polytask.errors.ConfigError` naming the key.
+Any unknown key or wrong type is a :class:`~polytask.errors.ConfigError` naming the key; integers,
+booleans and floats are strict (``epochs: true`` is refused, not read as 1; ``lr: 1`` is a float),
+and a key given twice in one mapping of a YAML file is refused, naming the key and its lines.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from polytask.errors import ConfigError
-from polytask.params import format_validation_error, validate_params
+from polytask.params import StrictFloat, StrictInt, format_validation_error, validate_params
 
 
 class _Strict(BaseModel):
@@ -77,7 +79,7 @@ class TaskConfig(BaseModel):
     kind: str = "binary"
     label: str | None = None
     where: str | None = None
-    weight: float = Field(1.0, ge=0)
+    weight: StrictFloat = Field(1.0, ge=0)
     weight_column: str | None = None
 
     @pydantic.model_validator(mode="before")
@@ -93,9 +95,9 @@ class TaskConfig(BaseModel):
 class SplitConfig(_Strict):
     """How to carve validation/test rows out of ``train`` when those files are not given."""
 
-    validation: float = Field(0.1, ge=0, lt=1)
-    test: float = Field(0.1, ge=0, lt=1)
-    seed: int = 0
+    validation: StrictFloat = Field(0.1, ge=0, lt=1)
+    test: StrictFloat = Field(0.1, ge=0, lt=1)
+    seed: StrictInt = 0
 
 
 class DataConfig(_Strict):
@@ -129,8 +131,8 @@ class WeightingConfig(_Named):
 
 class OptimizerConfig(_Named):
     name: Literal["adam", "adamw", "sgd", "adagrad", "rmsprop"] = "adam"
-    lr: float = Field(1e-3, gt=0)
-    weight_decay: float = Field(0.0, ge=0)
+    lr: StrictFloat = Field(1e-3, gt=0)
+    weight_decay: StrictFloat = Field(0.0, ge=0)
 
 
 class SchedulerConfig(_Named):
@@ -150,7 +152,7 @@ class TrainConfig(_trainer_settings()):  # type: ignore[misc]
     the settings below, which act around the trainer rather than in it."""
 
     #: torch's intra-op threads (default: torch's own choice)
-    threads: int | None = Field(None, ge=1)
+    threads: StrictInt | None = Field(None, ge=1)
     #: a run directory whose matching parameters (and feature encoders) this run starts from
     init_from: str | None = None
     #: after init_from: none (fine-tune all), shared (freeze the model's shared modules), loaded
@@ -200,13 +202,38 @@ def _drop_default_nones(model: BaseModel, dumped: dict[str, Any]) -> dict[str, A
             _drop_default_nones(value, dumped[name])
         elif isinstance(value, list):
             for item, item_dumped in zip(value, dumped[name]):
-                if isinstance(item, BaseModel):
+                if isinstance(item, BaseModel) and isinstance(item_dumped, dict):  # not one written compactly
                     _drop_default_nones(item, item_dumped)
     return dumped
 
 
+class DuplicateKeyError(yaml.constructor.ConstructorError):
+    """A key given twice in one YAML mapping (plain YAML keeps the last value without a word)."""
+
+
 class _YamlLoader(yaml.SafeLoader):
-    """Safe YAML that also reads ``1e-3`` / ``1E+5`` as floats (YAML 1.1 wants ``1.0e-3``)."""
+    """Safe YAML that also reads ``1e-3`` / ``1E+5`` as floats (YAML 1.1 wants ``1.0e-3``) and
+    refuses a key given twice in one mapping (:class:`DuplicateKeyError`). Keys brought in by a
+    merge (``<<: *defaults``) may be overridden: only the mapping's own keys are compared."""
+
+    def construct_mapping(self, node: yaml.Node, deep: bool = False) -> dict[Any, Any]:
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[Any, yaml.Node] = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    first = seen.setdefault(key, key_node)
+                except TypeError:  # an unhashable key: the base class says so
+                    continue
+                if first is not key_node:
+                    raise DuplicateKeyError(
+                        "while constructing a mapping", node.start_mark,
+                        f"duplicate key {key!r} (first given on line {first.start_mark.line + 1})",
+                        key_node.start_mark,
+                    )
+        return super().construct_mapping(node, deep=deep)
 
 
 _YamlLoader.add_implicit_resolver(
@@ -220,9 +247,11 @@ def _yaml_load(text: str) -> Any:
     return yaml.load(text, Loader=_YamlLoader)  # noqa: S506 - a SafeLoader subclass
 
 
-def _parse_value(text: str) -> Any:
+def _parse_value(text: str, key: str = "") -> Any:
     try:
         return _yaml_load(text)
+    except DuplicateKeyError as exc:
+        raise ConfigError(f"--set {key}: {exc.problem}") from None
     except yaml.YAMLError:
         return text
 
@@ -242,12 +271,41 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
             if not isinstance(nxt, dict):
                 raise ConfigError(f"--set {key}: {'.'.join(parts[: i + 1])} is not a section")
             node = nxt
-        node[parts[-1]] = _parse_value(value)
+        node[parts[-1]] = _parse_value(value, key.strip())
     return raw
 
 
-def config_from_dict(raw: dict[str, Any], overrides: list[str] | None = None) -> Config:
-    raw = apply_overrides(copy.deepcopy(raw), list(overrides or []))  # never edit the caller's dict
+def remove_keys(raw: dict[str, Any], keys: list[str]) -> dict[str, Any]:
+    """Remove dotted keys (``model.num_experts``, or a whole section: ``model``) from ``raw``, in
+    place, and return it: what ``--unset`` does, e.g. before ``--set model.name=...`` switches to
+    a model that does not take the previous one's keys. A key that is not there is a ConfigError
+    naming it and the keys that are (a misspelt key would otherwise be kept silently)."""
+    for key in keys:
+        parts = key.strip().split(".")
+        if not all(parts):
+            raise ConfigError(f"--unset {key!r}: expected a dotted key such as model.num_experts")
+        node: Any = raw
+        for i, part in enumerate(parts):
+            where = ".".join(parts[: i + 1])
+            if not isinstance(node, dict):
+                raise ConfigError(f"--unset {key}: {'.'.join(parts[:i])} is not a section")
+            if part not in node:
+                present = ", ".join(map(str, node)) or "none"
+                raise ConfigError(f"--unset {key}: {where} is not set (keys there: {present})")
+            if i == len(parts) - 1:
+                del node[part]
+            else:
+                node = node[part]
+    return raw
+
+
+def config_from_dict(
+    raw: dict[str, Any], overrides: list[str] | None = None, unset: list[str] | None = None
+) -> Config:
+    """Validate ``raw`` after removing the ``unset`` keys (:func:`remove_keys`) and then applying
+    the ``overrides`` (:func:`apply_overrides`); the caller's dict is not changed."""
+    raw = remove_keys(copy.deepcopy(raw), list(unset or []))  # never edit the caller's dict
+    raw = apply_overrides(raw, list(overrides or []))
     try:
         config = Config.model_validate(raw)
     except pydantic.ValidationError as exc:
@@ -272,8 +330,10 @@ def check_task_kinds(tasks: list[TaskConfig], *, where: str) -> None:
         validate_params(cls, task.options(), where=f"{where}.{i}")
 
 
-def load_config(path: str | os.PathLike, overrides: list[str] | None = None) -> Config:
-    """Read a YAML config file and apply overrides."""
+def load_config(
+    path: str | os.PathLike, overrides: list[str] | None = None, unset: list[str] | None = None
+) -> Config:
+    """Read a YAML config file, remove the ``unset`` keys, then apply the overrides."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")
@@ -287,6 +347,6 @@ def load_config(path: str | os.PathLike, overrides: list[str] | None = None) -> 
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of sections")
     try:
-        return config_from_dict(raw, overrides)
+        return config_from_dict(raw, overrides, unset)
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None

@@ -14,3 +14,8 @@ class DataError(PolytaskError, ValueError):
 
 class ConfigError(PolytaskError, ValueError):
     """A configuration key is unknown, missing or of the wrong type."""
+
+
+class TrainingError(PolytaskError, RuntimeError):
+    """Training cannot go on: a task's loss became NaN or infinite (diverged). The message names
+    the task(s) and the epoch, with what to try; no checkpoint of a non-finite model is kept."""

@@ -55,7 +55,9 @@ def test_a_keyword_added_to_a_trainer_becomes_a_setting_with_its_constraint():
 
     fields = settings_fields(Warm.__init__, exclude={"hook"})
     assert set(fields) == {"warmup", "label"} and fields["warmup"][1] == 3
-    assert check_settings(Warm.__init__, {"hook"}, {"warmup": "2"}) == {"warmup": 2}
+    assert check_settings(Warm.__init__, {"hook"}, {"warmup": 2}) == {"warmup": 2}
+    with pytest.raises(ConfigError, match=r"train\.warmup: expected an integer, got '2'"):
+        check_settings(Warm.__init__, {"hook"}, {"warmup": "2"})
     with pytest.raises(ConfigError, match=r"train\.warmup: .*greater than or equal to 0"):
         check_settings(Warm.__init__, {"hook"}, {"warmup": -1})
     with pytest.raises(ConfigError, match=r"train\.hook: unknown key"):
@@ -82,10 +84,17 @@ def test_config_and_trainer_reject_the_same_values_naming_the_key(key, value):
         Trainer(model, TASKS, device="cpu", progress=False, **{key: value})
 
 
-def test_trainer_keywords_are_coerced_like_config_values():
+def test_trainer_keywords_are_strict_like_config_values():
+    import numpy as np
+
     model = create_model("shared_bottom", SPEC, TASKS)
-    trainer = Trainer(model, TASKS, device=torch.device("cpu"), epochs="2", progress=False)
-    assert trainer.epochs == 2 and trainer.device == torch.device("cpu")
+    trainer = Trainer(model, TASKS, device=torch.device("cpu"), epochs=np.int64(2), lr=1, progress=False)
+    assert trainer.epochs == 2 and type(trainer.epochs) is int and trainer.device == torch.device("cpu")
+    for key, value in [("epochs", "2"), ("epochs", True), ("progress", 1), ("min_delta", True), ("seed", 1.0)]:
+        with pytest.raises(ConfigError, match=rf"train\.{key}: expected"):
+            Trainer(model, TASKS, **{"device": "cpu", "progress": False, key: value})
+        with pytest.raises(ConfigError, match=rf"train\.{key}: expected"):
+            config_from_dict({**RAW, "train": {key: value}})
 
 
 def test_train_section_round_trips_and_passes_through():

@@ -11,7 +11,7 @@ import torch
 
 from polytask.data.schema import InputSpec
 from polytask.data.table import TensorTable
-from polytask.errors import ConfigError
+from polytask.errors import ConfigError, TrainingError
 from polytask.models import create_model
 from polytask.tasks import Task
 from polytask.train.trainer import Trainer, parse_monitor
@@ -37,9 +37,9 @@ SPEC = InputSpec(numeric_dim=4)
 
 
 def test_monitor_parsing_and_errors():
-    assert parse_monitor("loss", TASKS) == (None, "loss", False)
-    assert parse_monitor("a.auc", TASKS) == ("a", "auc", True)
-    assert parse_monitor("b.rmse", TASKS) == ("b", "rmse", False)
+    assert tuple(parse_monitor("loss", TASKS)) == (None, "loss", False)
+    assert tuple(parse_monitor("a.auc", TASKS)) == ("a", "auc", True)
+    assert tuple(parse_monitor("b.rmse", TASKS)) == ("b", "rmse", False)
     with pytest.raises(ConfigError, match="train.monitor"):
         parse_monitor("c.auc", TASKS)
     with pytest.raises(ConfigError, match="train.monitor"):
@@ -123,3 +123,155 @@ def test_bad_scheduler_and_optimizer_values_are_config_errors():
         Trainer(model, TASKS, optimizer_params={"eps": -1.0})
     with pytest.raises(ConfigError, match="train.device"):
         Trainer(model, TASKS, device="nope")
+
+
+# -- monitors over all tasks ------------------------------------------------------------------------
+def test_mean_monitors_parse_with_the_metrics_direction():
+    tasks = [Task("a", kind="binary"), Task("b", kind="regression"), Task("c", kind="binary")]
+    auc = parse_monitor("mean.auc", tasks)
+    assert (auc.task, auc.higher_is_better, auc.tasks) == (None, True, ("a", "c"))
+    rmse = parse_monitor("mean.rmse", tasks)
+    assert (rmse.higher_is_better, rmse.tasks) == (False, ("b",))
+    # a mean is taken over the tasks the model is trained on
+    assert parse_monitor("mean.auc", tasks, trained=["a", "b"]).tasks == ("a",)
+    rel = parse_monitor("mean.relative_loss", tasks)
+    assert (rel.higher_is_better, rel.tasks) == (False, ("a", "b", "c"))
+    with pytest.raises(ConfigError, match=r"train.monitor: no task has the metric 'bogus'.*auc"):
+        parse_monitor("mean.bogus", tasks)
+    with pytest.raises(ConfigError, match="ambiguous"):
+        parse_monitor("mean.auc", [Task("mean", kind="binary"), Task("b", kind="binary")])
+
+
+def test_mean_monitor_scores():
+    tasks = [Task("a", kind="binary"), Task("b", kind="regression"), Task("c", kind="binary")]
+    metrics = {"a": {"auc": 0.8, "loss": 0.5}, "b": {"rmse": 3.0, "loss": 90.0}, "c": {"auc": float("nan"), "loss": 0.0},
+               "loss": 90.5}
+    first = {"a": 1.0, "b": 100.0, "c": 0.0}
+    assert parse_monitor("mean.auc", tasks).score(metrics) == pytest.approx(0.8)  # c's NaN AUC left out
+    assert parse_monitor("mean.loss", tasks).score(metrics) == pytest.approx(90.5 / 3)
+    assert parse_monitor("loss", tasks).score(metrics) == 90.5
+    # each task relative to its loss before training; c (no labelled row, loss 0) does not count
+    assert parse_monitor("mean.relative_loss", tasks).score(metrics, first) == pytest.approx((0.5 + 0.9) / 2)
+    assert parse_monitor("mean.relative_loss", tasks).score(metrics) == pytest.approx(1.0)
+
+
+def _scaled_tables():
+    """Task b's loss is ~10^4 times task a's: the summed loss is b's alone."""
+    train, val = _tables()
+    for t in (train, val):
+        t.labels["b"] = t.labels["b"] * 100
+    return train, val
+
+
+def test_default_monitor_is_the_mean_relative_validation_loss():
+    train, val = _scaled_tables()
+    torch.manual_seed(0)
+    model = create_model("shared_bottom", SPEC, TASKS, {"bottom_hidden": [8]})
+    trainer = Trainer(model, TASKS, epochs=6, batch_size=64, lr=0.02, patience=None, progress=False)
+    assert trainer.monitor == "mean.relative_loss"
+    torch.manual_seed(1)
+    untrained = create_model("shared_bottom", SPEC, TASKS, {"bottom_hidden": [8]})
+    untrained.load_state_dict(model.state_dict())
+    history = trainer.fit(train, val)
+    # the reference is each task's validation loss before training (logged with the first epoch)
+    before = Trainer(untrained, TASKS, device="cpu", progress=False).evaluate(val)
+    first = history[0]["initial_validation_loss"]
+    assert first == pytest.approx({t: before[t]["loss"] for t in "ab"})
+    assert "initial_validation_loss" not in history[1]
+    expected = [np.mean([r["validation"][t]["loss"] / first[t] for t in "ab"]) for r in history]
+    assert [r["monitor"]["mean.relative_loss"] for r in history] == pytest.approx(expected)
+    assert all(e < 1.0 for e in expected)  # training helps both tasks
+    assert trainer.best_epoch == int(np.argmin(expected)) + 1
+    # the summed loss is task b's alone here: the two monitors weigh the tasks differently
+    assert first["b"] > 1000 * first["a"]
+
+
+def test_loss_monitor_is_the_sum_of_validation_losses_as_before():
+    train, val = _scaled_tables()
+    torch.manual_seed(0)
+    model = create_model("shared_bottom", SPEC, TASKS, {"bottom_hidden": [8]})
+    trainer = Trainer(model, TASKS, epochs=4, batch_size=64, patience=None, monitor="loss", progress=False)
+    history = trainer.fit(train, val)
+    sums = [r["validation"]["a"]["loss"] + r["validation"]["b"]["loss"] for r in history]
+    assert [r["monitor"]["loss"] for r in history] == pytest.approx(sums)
+    assert trainer.best_epoch == int(np.argmin(sums)) + 1
+
+
+def test_mean_auc_monitor_selects_on_the_mean_over_binary_tasks():
+    tasks = [Task("a", kind="binary"), Task("c", kind="binary"), Task("b", kind="regression")]
+    train, val = _tables()
+    for t in (train, val):
+        t.labels["c"] = (t.features["numeric"][:, 2] > 0).float()
+        t.masks["c"] = torch.ones(len(t.labels["c"]), dtype=torch.bool)
+    torch.manual_seed(0)
+    model = create_model("mmoe", SPEC, tasks, {"num_experts": 2})
+    trainer = Trainer(model, tasks, epochs=4, batch_size=64, patience=None, monitor="mean.auc", progress=False)
+    history = trainer.fit(train, val)
+    means = [(r["validation"]["a"]["auc"] + r["validation"]["c"]["auc"]) / 2 for r in history]
+    assert [r["monitor"]["mean.auc"] for r in history] == pytest.approx(means)
+    assert trainer.best_epoch == int(np.argmax(means)) + 1
+
+
+# -- divergence -------------------------------------------------------------------------------------
+def test_a_diverging_run_stops_with_a_training_error_and_keeps_no_nan_state(tmp_path):
+    train, val = _tables()
+    torch.manual_seed(0)
+    model = create_model("shared_bottom", SPEC, TASKS)
+    saved = []
+    log = tmp_path / "log.jsonl"
+    trainer = Trainer(model, TASKS, epochs=5, batch_size=32, optimizer="sgd", lr=1e6, log_path=log,
+                      on_improve=lambda tr: saved.append(tr.best_epoch), progress=False)
+    with pytest.raises(TrainingError) as info:
+        trainer.fit(train, val)
+    message = str(info.value)
+    assert "\n" not in message
+    assert message.startswith("epoch 1: the training loss of task")
+    assert "b (" in message and "learning rate" in message and "check the data" in message
+    assert saved == [] and trainer.best_state is None and trainer.best_score is None
+    assert len(log.read_text().splitlines()) == 1  # the diverged epoch is in the log
+
+
+def test_a_non_finite_validation_loss_stops_the_run_naming_the_split():
+    train, val = _tables()
+    val.features["numeric"][0, 0] = float("inf")  # an extreme value in the validation data
+    torch.manual_seed(0)
+    model = create_model("shared_bottom", SPEC, TASKS)
+    saved = []
+    trainer = Trainer(model, TASKS, epochs=3, batch_size=64, on_improve=lambda tr: saved.append(1), progress=False)
+    with pytest.raises(TrainingError, match=r"epoch 1: the validation loss of task.* is not finite"):
+        trainer.fit(train, val)
+    assert saved == [] and trainer.best_state is None
+
+
+def test_a_run_that_diverges_later_raises_after_keeping_only_finite_states():
+    train, val = _tables()
+    torch.manual_seed(0)
+    model = create_model("shared_bottom", SPEC, TASKS)
+    states = []
+
+    def blow_up(trainer, record):
+        states.append(trainer.best_state)
+        if record["epoch"] == 2:  # the next epoch's updates are huge
+            for group in trainer.optimizer.param_groups:
+                group["lr"] = 1e8
+
+    trainer = Trainer(model, TASKS, epochs=6, batch_size=32, optimizer="sgd", lr=0.01, patience=None,
+                      callbacks=[blow_up], progress=False)
+    with pytest.raises(TrainingError, match=r"^epoch 3: the training loss"):
+        trainer.fit(train, val)
+    assert trainer.best_epoch in (1, 2)
+    assert all(torch.isfinite(v.float()).all() for v in trainer.best_state.values())
+
+
+def test_fit_raises_a_training_error_on_divergence():
+    import pyarrow as pa
+
+    import polytask
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(300, 3))
+    table = pa.table({"x1": x[:, 0], "x2": x[:, 1], "x3": x[:, 2], "y": (x[:, 0] > 0).astype(int), "r": x[:, 1] * 3})
+    cfg = {"data": {"tasks": [{"name": "y"}, {"name": "r", "kind": "regression"}]},
+           "optimizer": {"name": "sgd", "lr": 1e6}, "model": {"name": "shared_bottom"}}
+    with pytest.raises(TrainingError, match=r"^epoch 1: the training loss of tasks? .*not finite"):
+        polytask.fit(cfg, train=table, epochs=3, batch_size=32, progress=False)

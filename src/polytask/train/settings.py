@@ -5,7 +5,8 @@ The ``train:`` section of a config is not a second, hand-written list of the tra
 constraints written as ``Annotated[int, Field(ge=1)]``, defaults) and
 :class:`polytask.config.TrainConfig` is built from them. The same schema checks the keywords when a
 trainer is built in Python (:func:`checks_settings`), so ``Trainer(epochs=0)`` and
-``train: {epochs: 0}`` fail with the same ``train.epochs: ...`` message.
+``train: {epochs: 0}`` fail with the same ``train.epochs: ...`` message. Integers, booleans and
+floats are strict (:func:`polytask.params.strict_scalars`): ``epochs: true`` is refused, not 1.
 
 Keywords that are objects (the weighting, callbacks) or come from other config sections (the
 optimiser and scheduler) are not settings; the trainer lists them in ``NOT_SETTINGS``.
@@ -21,7 +22,7 @@ from typing import Any
 import pydantic
 
 from polytask.errors import ConfigError
-from polytask.params import format_validation_error
+from polytask.params import format_validation_error, strict_scalars
 
 #: the config section the settings live in, and the prefix of every error message about them
 SECTION = "train"
@@ -39,7 +40,7 @@ def settings_fields(init: Callable[..., Any], exclude: Collection[str] = ()) -> 
             continue
         if p.default is inspect.Parameter.empty:
             raise TypeError(f"{init.__qualname__}: setting {name!r} has no default")
-        fields[name] = (hints.get(name, Any), p.default)
+        fields[name] = (strict_scalars(hints.get(name, Any)), p.default)
     return fields
 
 
@@ -64,7 +65,7 @@ def check_settings(init: Callable[..., Any], exclude: Collection[str], values: M
 
 def checks_settings(exclude: Collection[str]) -> Callable[[Callable[..., None]], Callable[..., None]]:
     """Decorate an ``__init__`` so that the settings among its keyword arguments are checked (and
-    coerced, ``"3"`` -> 3) against its own signature before it runs."""
+    normalised, a numpy integer -> int) against its own signature before it runs."""
     exclude = frozenset(exclude)
 
     def decorate(init: Callable[..., None]) -> Callable[..., None]:

@@ -21,7 +21,8 @@ import json
 import math
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -32,7 +33,7 @@ from torch import Tensor, nn
 
 from polytask.data.loader import BatchLoader
 from polytask.data.table import Batch, TensorTable
-from polytask.errors import ConfigError
+from polytask.errors import ConfigError, TrainingError
 from polytask.metrics import higher_is_better
 from polytask.tasks import Task
 from polytask.train import distributed
@@ -42,7 +43,7 @@ from polytask.train.progress import ProgressBar
 from polytask.train.settings import checks_settings, settings_fields, settings_model
 from polytask.weighting import Equal, StepContext, Weighting
 
-__all__ = ["Trainer", "evaluate_table", "parse_monitor", "predict_raw", "resolve_device"]
+__all__ = ["Monitor", "Trainer", "evaluate_table", "parse_monitor", "predict_raw", "resolve_device"]
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -58,21 +59,97 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     return resolved
 
 
-def parse_monitor(monitor: str, tasks: Sequence[Task]) -> tuple[str | None, str, bool]:
-    """``"loss"`` or ``"<task>.<metric>"`` -> (task or None, metric, higher_is_better)."""
+#: the prefix of a monitor averaged over the tasks: ``mean.<metric>``
+MEAN = "mean"
+#: ``mean.relative_loss``: each task's validation loss divided by the untrained model's, averaged
+#: over the trained tasks (the default monitor; see docs/design.md)
+RELATIVE_LOSS = "relative_loss"
+DEFAULT_MONITOR = f"{MEAN}.{RELATIVE_LOSS}"
+
+
+@dataclass(frozen=True)
+class Monitor:
+    """What model selection reads from the validation metrics, and in which direction.
+
+    ``loss`` (the sum of the trained tasks' validation losses), ``<task>.<metric>`` (one task's
+    metric), ``mean.<metric>`` (the mean of that metric over the tasks that have it; NaN values,
+    e.g. an AUC on a single-class split, are left out) or ``mean.relative_loss`` (the mean over the
+    trained tasks of each task's validation loss divided by the model's before training, so every
+    task counts the same whatever the scale of its loss)."""
+
+    name: str
+    #: the task of ``<task>.<metric>``; None for ``loss`` and the means
+    task: str | None
+    metric: str
+    higher_is_better: bool
+    #: the tasks a ``mean.`` monitor averages over (empty otherwise)
+    tasks: tuple[str, ...] = ()
+
+    def __iter__(self):  # noqa: ANN204 - ``task, metric, higher = parse_monitor(...)`` as before
+        return iter((self.task, self.metric, self.higher_is_better))
+
+    def score(self, metrics: Mapping[str, Any], reference: Mapping[str, float] | None = None) -> float:
+        """The monitored value in ``metrics`` (:func:`evaluate_table`'s dict). ``reference`` is
+        ``{task: validation loss}`` before training, which ``mean.relative_loss`` divides by
+        (``metrics``' own losses if None)."""
+        if self.task is not None:
+            return float(metrics[self.task][self.metric])
+        if not self.tasks:
+            return float(metrics["loss"])
+        if self.metric == f"{MEAN}.{RELATIVE_LOSS}":
+            ratios = []
+            for t in self.tasks:
+                base = float(metrics[t]["loss"] if reference is None else reference[t])
+                if math.isfinite(base) and base > 0:  # 0: no labelled validation row
+                    ratios.append(float(metrics[t]["loss"]) / base)
+            return sum(ratios) / len(ratios) if ratios else float("nan")
+        metric = self.metric.removeprefix(f"{MEAN}.")
+        values = [float(metrics[t][metric]) for t in self.tasks]
+        values = [v for v in values if not math.isnan(v)]
+        return sum(values) / len(values) if values else float("nan")
+
+
+def parse_monitor(monitor: str, tasks: Sequence[Task], trained: Sequence[str] | None = None) -> Monitor:
+    """``loss``, ``<task>.<metric>``, ``mean.<metric>`` or ``mean.relative_loss`` -> a
+    :class:`Monitor` (unpacks as ``task, metric, higher_is_better``). ``trained`` are the tasks
+    a mean is taken over (default: all ``tasks``). ConfigError ``train.monitor`` otherwise."""
     if monitor == "loss":
-        return None, "loss", False
+        return Monitor(monitor, None, "loss", False)
     task_name, _, metric = monitor.rpartition(".")
     by_name = {t.name: t for t in tasks}
+    if task_name == MEAN and (metric == RELATIVE_LOSS or MEAN not in by_name):
+        return _parse_mean(monitor, metric, [by_name[n] for n in (trained or by_name) if n in by_name])
+    if task_name == MEAN and MEAN in by_name:
+        raise ConfigError(
+            f"train.monitor: {monitor!r} is ambiguous: there is a task named 'mean'; rename the task to average "
+            f"{metric!r} over the tasks"
+        )
     if task_name not in by_name:
         raise ConfigError(
-            f"train.monitor: {monitor!r} must be 'loss' or '<task>.<metric>' with a task among {', '.join(by_name)}"
+            f"train.monitor: {monitor!r} must be 'loss', 'mean.<metric>', 'mean.relative_loss' or '<task>.<metric>' "
+            f"with a task among {', '.join(by_name)}"
         )
     if metric not in by_name[task_name].metrics and metric != "loss":
         raise ConfigError(
             f"train.monitor: task {task_name!r} has metrics {', '.join(by_name[task_name].metrics)}, not {metric!r}"
         )
-    return task_name, metric, higher_is_better(metric, by_name[task_name])
+    return Monitor(monitor, task_name, metric, higher_is_better(metric, by_name[task_name]))
+
+
+def _parse_mean(monitor: str, metric: str, tasks: Sequence[Task]) -> Monitor:
+    if metric in (RELATIVE_LOSS, "loss"):
+        return Monitor(monitor, None, monitor, False, tuple(t.name for t in tasks))
+    having = [t for t in tasks if metric in t.metrics]
+    if not having:
+        offered = sorted({m for t in tasks for m in t.metrics})
+        raise ConfigError(
+            f"train.monitor: no task has the metric {metric!r} to average (the tasks have {', '.join(offered)}, "
+            f"and loss, relative_loss)"
+        )
+    directions = {t.name: t.metric(metric).higher_is_better for t in having}
+    if len(set(directions.values())) > 1:
+        raise ConfigError(f"train.monitor: {metric!r} is higher-is-better for some tasks and not others: {directions}")
+    return Monitor(monitor, None, monitor, directions[having[0].name], tuple(t.name for t in having))
 
 
 #: Trainer keywords that are not ``train:`` settings: objects, or values from the ``weighting``,
@@ -100,8 +177,10 @@ class Trainer:
         scheduler, scheduler_params: an epoch-level learning-rate schedule (``none`` by default).
         epochs, batch_size, eval_batch_size: loop sizes.
         patience: stop after this many epochs without improvement of ``monitor`` (None: never).
-        monitor: ``loss`` (sum of validation task losses, lower is better) or ``<task>.<metric>``
-            (the metric's own direction).
+        monitor: ``mean.relative_loss`` (default: the mean over the trained tasks of each task's
+            validation loss relative to its first epoch's), ``loss`` (sum of validation task
+            losses), ``mean.<metric>`` (the mean of that metric over the tasks that have it) or
+            ``<task>.<metric>``; each in its metric's own direction (see :class:`Monitor`).
         seed: seeds the batch order.
         device: ``auto`` (CUDA if present), ``cpu``, ``cuda``...
         grad_clip: clip the global gradient norm.
@@ -138,7 +217,7 @@ class Trainer:
         batch_size: Annotated[int, Field(ge=1)] = 1024,
         eval_batch_size: Annotated[int, Field(ge=1)] = 8192,
         patience: Annotated[int, Field(ge=1)] | None = 5,
-        monitor: str = "loss",
+        monitor: str = DEFAULT_MONITOR,
         min_delta: Annotated[float, Field(ge=0)] = 0.0,
         seed: int = 0,
         device: str | torch.device = "auto",
@@ -161,8 +240,13 @@ class Trainer:
         #: the tasks in the loss (all of them, unless the model predicts some it is not trained on)
         self.loss_tasks = [t for t in self.tasks if t.name in trained]
         self.weighting = (weighting or Equal(self.loss_tasks)).to(self.device)
-        self.monitor_task, self.monitor_metric, self.higher_is_better = parse_monitor(monitor, self.tasks)
+        #: what model selection reads (:class:`Monitor`)
+        self.monitor_spec = parse_monitor(monitor, self.tasks, [t.name for t in self.loss_tasks])
+        self.monitor_task, self.monitor_metric, self.higher_is_better = self.monitor_spec
         self.monitor = monitor
+        #: ``{task: validation loss}`` of the model before training (what ``mean.relative_loss``
+        #: divides by; in the first epoch's record as ``initial_validation_loss``)
+        self.reference_losses: dict[str, float] | None = None
         self._optimizer_spec = (optimizer, lr, weight_decay, optimizer_params or {}, scheduler, scheduler_params or {}, epochs)
         self._build_optimizer()
         self.epochs, self.batch_size, self.eval_batch_size = epochs, batch_size, eval_batch_size
@@ -349,9 +433,21 @@ class Trainer:
         return per_example_losses(self.model, self.tasks, table, max_rows, self.eval_batch_size, self.device)
 
     def score(self, metrics: dict[str, Any]) -> float:
-        if self.monitor_task is None:
-            return float(metrics["loss"])
-        return float(metrics[self.monitor_task][self.monitor_metric])
+        """The monitored value of validation ``metrics`` (see :class:`Monitor`)."""
+        return self.monitor_spec.score(metrics, self.reference_losses)
+
+    def _check_finite(self, losses: Mapping[str, float], epoch: int, split: str) -> None:
+        """TrainingError when a task's loss is NaN or infinite: the model diverged, and neither
+        this state nor anything trained from it may be kept."""
+        bad = {name: value for name, value in losses.items() if not math.isfinite(value)}
+        if not bad:
+            return
+        names = ", ".join(f"{name} ({value})" for name, value in bad.items())
+        raise TrainingError(
+            f"epoch {epoch}: the {split} loss of task{'s' if len(bad) > 1 else ''} {names} is not finite; the model "
+            f"diverged, so training stopped and no checkpoint of it was kept. Lower the learning rate "
+            f"(optimizer.lr), set train.grad_clip, or check the data for extreme or invalid values"
+        )
 
     def _improved(self, score: float) -> bool:
         if math.isnan(score):
@@ -367,18 +463,32 @@ class Trainer:
         """Train; with a validation split, early-stop on ``monitor`` and restore the best weights."""
         loader = BatchLoader(train, self.batch_size, shuffle=True, seed=self.seed)
         stale = 0
+        if validation is not None and self.monitor_spec.metric == DEFAULT_MONITOR and self.reference_losses is None:
+            initial = self.evaluate(validation)  # one pass before training: each task's scale
+            self.reference_losses = {name: float(initial[name]["loss"]) for name in self.monitor_spec.tasks}
         with ProgressBar(self.progress, self.epochs, len(loader)) as bar:
             for epoch in range(1, self.epochs + 1):
                 bar.start_epoch(epoch)
                 start = time.perf_counter()
                 record: dict[str, Any] = {"epoch": epoch, **self.train_epoch(loader, bar)}
+                if epoch == 1 and self.reference_losses is not None:
+                    record["initial_validation_loss"] = dict(self.reference_losses)
                 record["train_seconds"] = time.perf_counter() - start
                 record["train_samples"] = len(train)
                 record["lr"] = self.optimizer.param_groups[0]["lr"]
+                try:  # once per epoch, on the means train_epoch already read (no extra host sync)
+                    self._check_finite(record["train_loss"], epoch, "training")
+                    if validation is not None:
+                        metrics = self.evaluate(validation)
+                        record["validation"] = metrics
+                        self._check_finite({t.name: metrics[t.name]["loss"] for t in self.loss_tasks}, epoch,
+                                           "validation")
+                except TrainingError:
+                    self.history.append(record)  # the log shows the diverged epoch
+                    self._log(record)
+                    raise
                 if validation is not None:
-                    metrics = self.evaluate(validation)
                     score = self.score(metrics)
-                    record["validation"] = metrics
                     record["monitor"] = {self.monitor: score}
                     diag = self.model.diagnostics()
                     if diag:
