@@ -40,10 +40,11 @@ class _Named(BaseModel):
 
 
 class FeatureOptions(_Strict):
-    """Per-feature options (see :class:`polytask.data.schema.FeatureSpec`)."""
+    """Per-feature options (see :class:`polytask.data.schema.FeatureSpec`); a bare string is
+    ``{name: <string>}``. ``name`` may be a column pattern (see :class:`FeaturesConfig`)."""
 
     name: str
-    scale: Literal["standard", "minmax", "none"] = "standard"
+    scale: Literal["standard", "minmax", "none"] | None = None
     log1p: bool = False
     nan: Literal["impute", "error"] = "impute"
     min_count: int = Field(1, ge=1)
@@ -51,16 +52,64 @@ class FeatureOptions(_Strict):
     separator: str = "|"
     shape: list[int] | None = None
 
+    @pydantic.model_validator(mode="before")
+    @classmethod
+    def _from_name(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return {"name": value}
+        if isinstance(value, dict):  # one line naming the key, with what is accepted
+            unknown = [k for k in value if k not in cls.model_fields]
+            if unknown:
+                raise ValueError(f"unknown key {unknown[0]!r} (accepted: {', '.join(cls.model_fields)})")
+        return value
+
+    def options(self) -> dict[str, Any]:
+        """Every option (``name`` included), defaults filled in."""
+        return {k: getattr(self, k) for k in type(self).model_fields}
+
+    def is_pattern(self) -> bool:
+        return is_column_pattern(self.name)
+
+
+def is_column_pattern(name: str) -> bool:
+    """``re:<regex>`` or a glob with ``*``, ``?`` or ``[``."""
+    return name.startswith("re:") or any(c in name for c in "*?[")
+
+
+def match_columns(pattern: str, columns: list[str]) -> list[str]:
+    """The columns a feature name selects, in file order: itself when it is a plain name, the
+    columns a ``re:`` regular expression matches in full, or the columns a glob matches."""
+    if pattern.startswith("re:"):
+        try:
+            rx = re.compile(pattern[3:])
+        except re.error as exc:
+            raise ConfigError(f"data.features: {pattern!r} is not a valid regular expression: {exc}") from None
+        return [c for c in columns if rx.fullmatch(c)]
+    if is_column_pattern(pattern):
+        import fnmatch
+
+        return [c for c in columns if fnmatch.fnmatchcase(c, pattern)]
+    return [pattern]
+
 
 class FeaturesConfig(_Strict):
-    """Columns by type; entries are names or option dicts. Left empty, types are inferred from the
-    training file (strings -> categorical, numbers -> numeric, lists -> sequence), skipping label,
-    weight and ``exclude`` columns."""
+    """Columns by type; entries are names or option dicts (``{name: amount, log1p: true}``).
 
-    numeric: list[str | FeatureOptions] = []
-    categorical: list[str | FeatureOptions] = []
-    sequence: list[str | FeatureOptions] = []
-    dense: list[str | FeatureOptions] = []
+    A name may select several columns of the training file: a glob (``"fp*"``, ``"px_[0-9]*"``:
+    ``*``, ``?`` and ``[...]`` as in shell patterns) or a regular expression written ``re:<regex>``
+    (``"re:^fp_\\d+$"``, matched against the whole column name). A pattern expands to the matching
+    columns in file order, with the entry's options for each; one matching no column is an error,
+    and a column named explicitly elsewhere is not selected again by a pattern of another type.
+
+    Left empty, types are inferred from the training file (strings -> categorical, strings holding
+    the sequence separator ``|`` -> sequence, numbers -> numeric, lists -> sequence/dense),
+    skipping every task's label, weight and ``where`` columns, ``exclude`` columns and identifier
+    columns (see :func:`polytask.data.sources.infer_features`)."""
+
+    numeric: list[FeatureOptions] = []
+    categorical: list[FeatureOptions] = []
+    sequence: list[FeatureOptions] = []
+    dense: list[FeatureOptions] = []
     exclude: list[str] = []
 
     def is_empty(self) -> bool:

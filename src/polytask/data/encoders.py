@@ -44,12 +44,26 @@ def to_float(col: pa.ChunkedArray | pa.Array, *, source: str, column: str) -> np
                     pc.cast(pa.array([v], pa.string()), pa.float64())
                 except pa.ArrowInvalid:
                     raise DataError(
-                        f"{source}: column {column!r} must be numeric but row {i} holds {v!r}"
+                        f"{source}: column {column!r} must be numeric but row {i} holds {v!r}", row=i
                     ) from None
             raise
     elif not (pa.types.is_integer(col.type) or pa.types.is_floating(col.type) or pa.types.is_decimal(col.type)):
         raise DataError(f"{source}: column {column!r} must be numeric, found type {col.type}")
     return pc.cast(col, pa.float64()).to_numpy(zero_copy_only=False).astype(np.float64)
+
+
+def check_finite(x: np.ndarray, *, source: str, column: str, what: str = "column", row_size: int = 1) -> None:
+    """Refuse inf/-inf (NaN is a missing value and passes): a DataError naming the column and the
+    first such row. ``row_size`` elements of the flat ``x`` make one row (dense features)."""
+    inf = np.isinf(x)
+    if inf.any():
+        i = int(np.flatnonzero(inf.reshape(-1))[0])
+        row = i // row_size
+        raise DataError(
+            f"{source}: {what} {column!r} holds {x.reshape(-1)[i]:g} at row {row}; values must be finite "
+            "(leave the cell empty for a missing value)",
+            row=row,
+        )
 
 
 def to_strings(col: pa.ChunkedArray | pa.Array) -> pa.ChunkedArray | pa.Array:
@@ -78,9 +92,13 @@ class NumericEncoder:
 
     def _prepare(self, col, source: str) -> np.ndarray:
         x = to_float(col, source=source, column=self.spec.name)
-        if self.spec.nan == "error" and np.isnan(x).any():
-            row = int(np.flatnonzero(np.isnan(x))[0])
-            raise DataError(f"{source}: column {self.spec.name!r} has a missing value at row {row} (nan: error)")
+        if not np.isfinite(x).all():  # one pass on the clean path
+            check_finite(x, source=source, column=self.spec.name, what="numeric column")
+            if self.spec.nan == "error":
+                row = int(np.flatnonzero(np.isnan(x))[0])
+                raise DataError(
+                    f"{source}: column {self.spec.name!r} has a missing value at row {row} (nan: error)", row=row
+                )
         if self.spec.log1p:
             x = np.sign(x) * np.log1p(np.abs(x))
         return x
@@ -90,11 +108,14 @@ class NumericEncoder:
         seen = x[~np.isnan(x)]
         if seen.size == 0:
             raise DataError(f"{source}: numeric column {self.spec.name!r} has no values")
-        if self.spec.scale == "standard":
+        scale = self.spec.scale or "standard"
+        if scale == "standard":
             self.center, self.scale = float(seen.mean()), float(seen.std()) or 1.0
-        elif self.spec.scale == "minmax":
+        elif scale == "minmax":
             self.center, self.scale = float(seen.min()), float(seen.max() - seen.min()) or 1.0
         self.fill = float(seen.mean())
+        if not np.isfinite([self.center, self.scale, self.fill]).all():
+            raise DataError(f"{source}: numeric column {self.spec.name!r} holds values too large to scale (try log1p: true)")
         self.indicator = bool(np.isnan(x).any())
         return self
 
@@ -258,19 +279,24 @@ class SequenceEncoder(_VocabularyEncoder):
 
 
 class DenseEncoder:
-    """A list column of floats reshaped to a fixed per-row shape (no scaling: images carry their own)."""
+    """A list column of floats reshaped to a fixed per-row shape, scaled per element like numeric
+    columns (``scale: standard`` z-scores every element with the training split's mean and
+    standard deviation, ``minmax`` maps it to [0, 1], ``none`` leaves it; unset: ``standard`` for a
+    vector, ``none`` for a tensor of two or more axes, e.g. an image its loader scaled). Missing elements (NaN)
+    are imputed with the element's training mean (``nan: impute``) or refused (``nan: error``);
+    inf is refused. A saved encoder without scaling state (runs saved before dense scaling)
+    loads as it behaved then: no scaling, NaN left as is."""
 
     def __init__(self, spec: FeatureSpec) -> None:
         self.spec = spec
         self.shape: list[int] = list(spec.shape or [])
+        self.mode: str | None = None  # None: loaded from a run saved before dense scaling
+        self.center: np.ndarray | None = None  # per element, flat
+        self.scale: np.ndarray | None = None
+        self.fill: np.ndarray | None = None
 
-    def fit(self, col, source: str) -> DenseEncoder:
-        if not self.shape:
-            first = col[0].as_py()
-            self.shape = list(np.asarray(first, dtype=np.float32).shape)
-        return self
-
-    def transform(self, col, source: str) -> np.ndarray:
+    def _flat(self, col, source: str) -> np.ndarray:
+        """[rows, size] float32, checked: every row of the shape, no inf, NaN per ``nan``."""
         if isinstance(col, pa.ChunkedArray):
             col = col.combine_chunks()
         rows = len(col)
@@ -280,13 +306,76 @@ class DenseEncoder:
         flat = col.to_numpy(zero_copy_only=False).astype(np.float32)
         if flat.size != size * rows:  # also catches rows of different lengths whose total divides
             raise DataError(f"{source}: dense column {self.spec.name!r} rows do not all have shape {self.shape}")
-        return flat.reshape(-1, *self.shape)
+        if not np.isfinite(flat).all():
+            check_finite(flat, source=source, column=self.spec.name, what="dense column", row_size=size)
+            if self.spec.nan == "error":
+                row = int(np.flatnonzero(np.isnan(flat))[0]) // size
+                raise DataError(
+                    f"{source}: dense column {self.spec.name!r} has a missing value at row {row} (nan: error)", row=row
+                )
+        return flat.reshape(rows, size)
+
+    def fit(self, col, source: str) -> DenseEncoder:
+        if not self.shape:
+            first = col[0].as_py()
+            self.shape = list(np.asarray(first, dtype=np.float32).shape)
+        x = self._flat(col, source)  # float32; sums accumulate in float64, a chunk of rows at a time
+        nan = np.isnan(x)
+        has_nan = bool(nan.any())
+        count = (~nan).sum(0) if has_nan else np.full(x.shape[1], x.shape[0])
+        if (count == 0).any():
+            raise DataError(f"{source}: dense column {self.spec.name!r} has no values at element {int(np.argmin(count))}")
+        chunks = range(0, x.shape[0], 8192)
+
+        def part(a: int) -> np.ndarray:
+            c = x[a : a + 8192]
+            return np.where(nan[a : a + 8192], 0.0, c) if has_nan else c
+
+        mean = sum(part(a).sum(0, dtype=np.float64) for a in chunks) / count
+        self.fill = mean.astype(np.float32)
+        self.mode = self.spec.scale or ("standard" if len(self.shape) == 1 else "none")
+        if self.mode == "standard":
+            sq = sum(
+                (np.where(nan[a : a + 8192], 0.0, part(a) - mean) if has_nan else part(a) - mean).__pow__(2).sum(0)
+                for a in chunks
+            )
+            std = np.sqrt(sq / count)
+            self.center, self.scale = mean, np.where(std > 0, std, 1.0)
+        elif self.mode == "minmax":
+            lo, hi = np.nanmin(x, 0).astype(np.float64), np.nanmax(x, 0).astype(np.float64)
+            self.center, self.scale = lo, np.where(hi > lo, hi - lo, 1.0)
+        else:
+            self.center, self.scale = np.zeros(x.shape[1]), np.ones(x.shape[1])  # kept out of state
+        if not (np.isfinite(self.center).all() and np.isfinite(self.scale).all()):
+            raise DataError(f"{source}: dense column {self.spec.name!r} holds values too large to scale")
+        self.center, self.scale = self.center.astype(np.float32), self.scale.astype(np.float32)
+        return self
+
+    def transform(self, col, source: str) -> np.ndarray:
+        x = self._flat(col, source)
+        if self.mode is not None:
+            if self.fill is not None and np.isnan(x).any():
+                x = np.where(np.isnan(x), self.fill, x)
+            if self.mode != "none":
+                x = (x - self.center) / self.scale
+        return x.reshape(-1, *self.shape)
 
     def state(self) -> dict[str, Any]:
-        return {"shape": self.shape}
+        out: dict[str, Any] = {"shape": self.shape}
+        if self.mode is not None:
+            out.update(mode=self.mode, fill=self.fill.tolist())
+            if self.mode != "none":
+                out.update(center=self.center.tolist(), scale=self.scale.tolist())
+        return out
 
     def load(self, state: dict[str, Any]) -> DenseEncoder:
         self.shape = list(state["shape"])
+        self.mode = state.get("mode")
+        if self.mode is not None:
+            self.fill = np.asarray(state["fill"], dtype=np.float32)
+            if self.mode != "none":
+                self.center = np.asarray(state["center"], dtype=np.float32)
+                self.scale = np.asarray(state["scale"], dtype=np.float32)
         return self
 
 

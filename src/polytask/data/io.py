@@ -37,10 +37,43 @@ def read_table(path: str | os.PathLike) -> pa.Table:
     except DataError:
         raise
     except (pa.ArrowInvalid, OSError) as exc:
-        raise DataError(f"{path}: cannot be read: {exc}") from None
+        raise DataError(f"{path}: cannot be read: {' '.join(str(exc).split())}") from None
+    if name.endswith(CSV_SUFFIXES):
+        check_text(table, str(path))
+    check_column_names(table, str(path))
     if table.num_rows == 0:
         raise DataError(f"{path}: file has no rows")
     return table
+
+
+def check_column_names(table: pa.Table, source: str) -> None:
+    """Refuse a column name given twice (a table cannot say which one a feature means)."""
+    names = table.column_names
+    seen: set[str] = set()
+    for n in names:
+        if n in seen:
+            raise DataError(f"{source}: column {n!r} appears {names.count(n)} times in the header; column names must be unique")
+        seen.add(n)
+
+
+def check_text(table: pa.Table, source: str) -> None:
+    """A CSV column Arrow could only read as bytes holds invalid UTF-8: refuse it naming the
+    column and the first bad row (0-based, header excluded; the line when no field spans lines)."""
+    for name, typ in zip(table.column_names, table.schema.types):
+        if not (pa.types.is_binary(typ) or pa.types.is_large_binary(typ)):
+            continue
+        for i, v in enumerate(table.column(name).to_pylist()):
+            if v is None:
+                continue
+            try:
+                v.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise DataError(
+                    f"{source}: column {name!r} holds invalid UTF-8 at row {i} (line {i + 2} if no field spans lines): "
+                    f"{v[max(exc.start - 8, 0):exc.end + 8]!r}; save the file as UTF-8",
+                    row=i,
+                ) from None
+        raise DataError(f"{source}: column {name!r} holds bytes that are not text; save the file as UTF-8")
 
 
 def to_arrow(data: Any, name: str = "<table>") -> pa.Table:
@@ -55,6 +88,7 @@ def to_arrow(data: Any, name: str = "<table>") -> pa.Table:
         table = pa.table(data)
     else:
         raise DataError(f"{name}: expected a file path, pyarrow.Table, pandas.DataFrame or dict, got {type(data).__name__}")
+    check_column_names(table, name)
     if table.num_rows == 0:
         raise DataError(f"{name}: table has no rows")
     return table
@@ -74,3 +108,39 @@ def write_table(table: pa.Table, path: str | os.PathLike) -> None:
         pacsv.write_csv(table, path)
     else:
         raise DataError(f"{path}: unknown output type (expected .parquet or .csv)")
+
+
+SPLIT_KEY = b"polytask.split"
+
+
+def tag_split(part: pa.Table, *, seed: int, rows: int, bounds: list[int], index: int) -> pa.Table:
+    """Record in ``part``'s schema metadata how it was carved from a file of ``rows`` rows
+    (:func:`polytask.data.sources.split_table`), so :func:`file_rows` can give the file row of
+    each of its rows; a few numbers, not a row index (the permutation is recomputed on demand)."""
+    import json
+
+    meta = dict(part.schema.metadata or {})
+    meta[SPLIT_KEY] = json.dumps({"seed": seed, "rows": rows, "bounds": bounds, "index": index}).encode()
+    return part.replace_schema_metadata(meta)
+
+
+def split_permutation(seed: int, rows: int):
+    """The seeded row order :func:`polytask.data.sources.split_table` carves parts from."""
+    import numpy as np
+
+    return np.random.default_rng(seed).permutation(rows)
+
+
+def file_rows(table: pa.Table):
+    """For a part carved from a file by a seeded split: the file row (0-based, header excluded)
+    of each of its rows, as an int array; None for a table read whole."""
+    import json
+
+    meta = (table.schema.metadata or {}).get(SPLIT_KEY)
+    if meta is None:
+        return None
+    info = json.loads(meta)
+    a, b = info["bounds"][info["index"]], info["bounds"][info["index"] + 1]
+    if b - a != table.num_rows:  # the table was changed since it was carved
+        return None
+    return split_permutation(info["seed"], info["rows"])[a:b]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -17,11 +18,28 @@ import torch
 
 from polytask.data.conditions import parse_condition
 from polytask.data.encoders import ENCODERS
+from polytask.data.io import file_rows
 from polytask.data.labels import LabelEncoder
 from polytask.data.schema import FeatureSpec, InputSpec
 from polytask.data.table import TensorTable
 from polytask.errors import DataError
 from polytask.tasks import Task
+
+
+@contextmanager
+def rows_of_file(table: pa.Table):
+    """A DataError raised while encoding ``table`` names the row of the FILE: when ``table`` is
+    a part carved from a file by a seeded split (validation/test from ``train``), the row it
+    names (its index in the shuffled part) is mapped to the file's row (0-based, header
+    excluded). The one place split rows are mapped; the encoders and kinds name their own row."""
+    try:
+        yield
+    except DataError as exc:
+        row = exc.named_row()
+        rows = file_rows(table) if row is not None else None
+        if rows is None or not 0 <= row < len(rows):
+            raise
+        raise exc.at_file_row(int(rows[row])) from None
 
 
 class Preprocessor:
@@ -46,6 +64,7 @@ class Preprocessor:
         self.encoders = {f.name: ENCODERS[f.type](f) for f in features}
         self.label_encoders = {t.name: LabelEncoder(t) for t in tasks}
         self.fitted = False
+        self._train_labels = None
 
     # -- checks -----------------------------------------------------------------------------
     def required_columns(self, with_labels: bool = True) -> list[str]:
@@ -66,19 +85,52 @@ class Preprocessor:
 
     # -- fit / transform --------------------------------------------------------------------
     def fit(self, table: pa.Table, source: str = "train") -> Preprocessor:
-        """Fit encoders and multiclass label sets on the training split only."""
+        """Fit encoders and label state on the training split only, and refuse a task that can
+        never train: a label column with no label in the split, a ``where`` condition that
+        selects no row of it (or none with a label)."""
         self.check_columns(table, source)
-        for f in self.features:
-            self.encoders[f.name].fit(table.column(f.name), source)
-        for t in self.tasks:
-            self.label_encoders[t.name].fit(table, source)
+        with rows_of_file(table):
+            for f in self.features:
+                self.encoders[f.name].fit(table.column(f.name), source)
+            parts = {}
+            for t in self.tasks:
+                enc = self.label_encoders[t.name]
+                enc.fit(table, source)
+                parts[t.name] = enc.encode_parts(table, source)
+                self._check_trainable(t, *parts[t.name][:3], source)
+        self._train_labels = (table, source, parts)  # transform(train) reuses them
         self.fitted = True
         return self
+
+    @staticmethod
+    def _check_trainable(task: Task, label: np.ndarray, mask: np.ndarray, inside: np.ndarray | None, source: str) -> None:
+        columns = ", ".join(repr(c) for c in task.label_columns())
+        if not mask.any():
+            raise DataError(
+                f"task {task.name!r}: {source}: label column {columns} holds no label in the training split "
+                f"({len(mask)} rows); a task without labels cannot train"
+            )
+        if inside is None:
+            return
+        if not inside.any():
+            raise DataError(
+                f"task {task.name!r}: {source}: where {task.where!r} selects no row of the training split "
+                f"({len(inside)} rows); a task without rows cannot train"
+            )
+        if not (mask & inside.reshape(inside.shape + (1,) * (mask.ndim - 1))).any():
+            raise DataError(
+                f"task {task.name!r}: {source}: no row selected by where {task.where!r} holds a label "
+                f"in the training split; a task without labels cannot train"
+            )
 
     def transform(self, table: pa.Table, source: str = "<table>", with_labels: bool = True) -> TensorTable:
         if not self.fitted:
             raise RuntimeError("Preprocessor.transform called before fit")
         self.check_columns(table, source, with_labels)
+        with rows_of_file(table):
+            return self._transform(table, source, with_labels)
+
+    def _transform(self, table: pa.Table, source: str, with_labels: bool) -> TensorTable:
         n = table.num_rows
         spec = self.input_spec()
         # numeric and categorical columns are written straight into one preallocated array each
@@ -106,8 +158,17 @@ class Preprocessor:
             out["categorical"] = torch.from_numpy(categorical)
         labels, masks, weights = {}, {}, {}
         if with_labels:
+            cached = getattr(self, "_train_labels", None)
+            parts = cached[2] if cached is not None and cached[0] is table and cached[1] == source else {}
+            if parts:
+                self._train_labels = None  # used once: do not hold the training labels twice
             for t in self.tasks:
-                label, mask, weight = self.label_encoders[t.name].encode(table, source)
+                if t.name in parts:
+                    label, mask, inside, weight = parts[t.name]
+                    if inside is not None:
+                        mask = mask & inside.reshape(inside.shape + (1,) * (mask.ndim - 1))
+                else:
+                    label, mask, weight = self.label_encoders[t.name].encode(table, source)
                 labels[t.name] = torch.from_numpy(label)
                 masks[t.name] = torch.from_numpy(mask)
                 if weight is not None:

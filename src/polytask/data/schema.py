@@ -19,10 +19,14 @@ class FeatureSpec:
             ``sequence`` (variable-length list of categorical values, e.g. a behaviour history;
             a list column, or a string split on ``separator``), ``dense`` (fixed-shape float
             tensor per row, e.g. an image, from a list column).
-        scale: numeric scaling fitted on train: ``standard`` (z-score), ``minmax`` or ``none``.
+        scale: scaling fitted on train: ``standard`` (z-score), ``minmax`` or ``none``; a dense
+            feature is scaled per element. Unset (None): ``standard`` for numeric columns and for
+            dense vectors (a per-row shape of one axis: fingerprints, embeddings), ``none`` for
+            dense tensors of two or more axes (images, which their loaders scale).
         log1p: numeric: apply ``sign(x) * log1p(|x|)`` before scaling (heavy-tailed amounts).
         nan: numeric missing values: ``impute`` (train mean, plus a 0/1 missing-indicator input
-            when the training split has any) or ``error`` (reject the file).
+            when the training split has any) or ``error`` (reject the file); dense features impute
+            each element's train mean. inf/-inf is always refused (numeric and dense).
         min_count: categorical/sequence: values seen fewer times in train map to the OOV id.
         max_len: sequence: keep the last ``max_len`` items (most recent, if time-ordered).
         separator: sequence given as a string column.
@@ -31,7 +35,7 @@ class FeatureSpec:
 
     name: str
     type: FeatureType = "numeric"
-    scale: Literal["standard", "minmax", "none"] = "standard"
+    scale: Literal["standard", "minmax", "none"] | None = None
     log1p: bool = False
     nan: Literal["impute", "error"] = "impute"
     min_count: int = 1

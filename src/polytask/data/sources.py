@@ -5,15 +5,17 @@ not given). All checks that can fail on bad input run here, before anything is t
 
 from __future__ import annotations
 
+import fnmatch
 import os
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
 
-from polytask.config import DataConfig, FeatureOptions, FeaturesConfig, TaskConfig
+from polytask.config import DataConfig, FeaturesConfig, TaskConfig
 from polytask.data.conditions import parse_condition
-from polytask.data.io import read_table
+from polytask.data.io import read_table, split_permutation, tag_split
 from polytask.data.schema import FEATURE_TYPES, FeatureSpec
 from polytask.errors import ConfigError, DataError
 from polytask.params import validate_params
@@ -23,6 +25,10 @@ from polytask.tasks import Task
 
 @dataclass
 class Splits:
+    """The run's tables, features and tasks. ``inferred`` holds, when the features were inferred
+    (``data.features`` omitted), one ``(column, decision, reason)`` per column of the training
+    file, in file order (:func:`describe_inference` turns it into lines to print before training)."""
+
     train: pa.Table
     validation: pa.Table | None
     test: pa.Table | None
@@ -30,16 +36,60 @@ class Splits:
     tasks: list[Task]
     notes: str = ""
     sources: dict[str, str] = field(default_factory=dict)
+    inferred: list[tuple[str, str, str]] = field(default_factory=list)
 
 
-def feature_specs(config: FeaturesConfig) -> list[FeatureSpec]:
+def task_columns(tasks: list[Task]) -> dict[str, str]:
+    """Every column a task reads that is not a feature -> why: label (``task.label_columns()``),
+    weight and ``where`` columns."""
+    out: dict[str, str] = {}
+    for t in tasks:
+        for c in t.label_columns():
+            out.setdefault(c, f"label column of task {t.name!r}")
+        if t.weight_column:
+            out.setdefault(t.weight_column, f"weight column of task {t.name!r}")
+        if t.where:
+            for c, _, _ in parse_condition(t.where):
+                out.setdefault(c, f"where column of task {t.name!r}")
+    return out
+
+
+def match_columns(pattern: str, columns: list[str]) -> list[str]:
+    """The columns a feature name selects, in file order: the columns a ``re:`` regular
+    expression matches in full, the columns a glob (``*``, ``?``, ``[...]``) matches, or the
+    name itself."""
+    if pattern.startswith("re:"):
+        try:
+            rx = re.compile(pattern[3:])
+        except re.error as exc:
+            raise ConfigError(f"data.features: {pattern!r} is not a valid regular expression: {exc}") from None
+        return [c for c in columns if rx.fullmatch(c)]
+    if any(c in pattern for c in "*?["):
+        return [c for c in columns if fnmatch.fnmatchcase(c, pattern)]
+    return [pattern]
+
+
+def feature_specs(
+    config: FeaturesConfig, columns: list[str] | None = None, *, skip: set[str] | None = None, source: str = "train"
+) -> list[FeatureSpec]:
+    """The declared features; column patterns (``"fp*"``, ``"re:^fp_\\d+$"``) expand to the
+    matching ``columns`` (the training file's, in file order), leaving out ``skip`` (task
+    columns) and columns declared by name. A pattern that matches nothing is a DataError."""
+    named = {e.name for kind in FEATURE_TYPES for e in getattr(config, kind) if not e.is_pattern()}
     specs = []
     for kind in FEATURE_TYPES:
-        for entry in getattr(config, kind):
-            if isinstance(entry, FeatureOptions):
-                specs.append(FeatureSpec(type=kind, **entry.model_dump()))
-            else:
-                specs.append(FeatureSpec(name=entry, type=kind))
+        for i, entry in enumerate(getattr(config, kind)):
+            options = entry.options()
+            if not entry.is_pattern():
+                specs.append(FeatureSpec(type=kind, **options))
+                continue
+            if columns is None:
+                raise ConfigError(f"data.features.{kind}.{i}: pattern {entry.name!r} needs the training file's columns")
+            hits = [c for c in match_columns(entry.name, columns) if c not in named and c not in (skip or ())]
+            if not hits:
+                raise DataError(f"{source}: data.features.{kind}.{i}: pattern {entry.name!r} matches no column")
+            specs.extend(FeatureSpec(type=kind, **{**options, "name": c}) for c in hits)
+            named.update(hits)
     return specs
 
 
@@ -51,45 +101,103 @@ def make_tasks(configs: list[TaskConfig]) -> list[Task]:
     return [Task(**t.model_dump(exclude_none=True)) for t in configs]
 
 
-def infer_features(table: pa.Table, tasks: list[Task], exclude: list[str]) -> list[FeatureSpec]:
-    """Every column that is not a label, weight, condition column or excluded: strings ->
-    categorical, numbers/booleans -> numeric, lists of strings/ints -> sequence, lists of floats -> dense."""
-    skip = set(exclude)
-    for t in tasks:
-        skip.update(t.label_columns())
-        if t.weight_column:
-            skip.add(t.weight_column)
-        if t.where:
-            skip.update(c for c, _, _ in parse_condition(t.where))
-    specs = []
+#: names that mark an identifier column (``id``, ``uid``, ``user_id``, ``userId``, ``order-uuid``)
+ID_NAME = re.compile(r"^(?:id|uid|uuid|guid|key|.*[_\-. ](?:id|uid|uuid|guid|key)|.*[a-z0-9]I[dD])$", re.IGNORECASE)
+#: below this many rows, a string column unique per row may just be a small table's categories
+MIN_ROWS_FOR_UNIQUE = 20
+
+
+def infer_features(
+    table: pa.Table, tasks: list[Task], exclude: list[str], *, source: str = "train"
+) -> tuple[list[FeatureSpec], list[tuple[str, str, str]]]:
+    """Feature specs for the columns of ``table``, and one ``(column, decision, reason)`` per
+    column. Left out: every task's label columns, weight and ``where`` columns, ``exclude``, and
+    identifiers (a string column with a different value in every row, or a column named like an
+    id -- ``id``, ``*_id``, ``userId`` -- with a different value in (nearly) every row).
+    Strings -> categorical, or sequence when a value holds the separator ``|``; numbers and
+    booleans -> numeric; lists of strings/ints -> sequence, lists of floats -> dense."""
+    import pyarrow.compute as pc
+
+    skip = task_columns(tasks)
+    skip.update({c: "data.features.exclude" for c in exclude if c not in skip})
+    specs: list[FeatureSpec] = []
+    decisions: list[tuple[str, str, str]] = []
+    n = table.num_rows
+
+    def distinct(col) -> int:
+        return int(pc.count_distinct(col, mode="only_valid").as_py())
+
     for name, typ in zip(table.column_names, table.schema.types):
         if name in skip:
+            decisions.append((name, "label" if skip[name].startswith("label") else "skipped", skip[name]))
             continue
+        col = table.column(name)
+        id_name = bool(ID_NAME.match(name))
         if pa.types.is_string(typ) or pa.types.is_large_string(typ) or pa.types.is_dictionary(typ):
-            specs.append(FeatureSpec(name, "categorical"))
+            strings = pc.cast(col, typ.value_type) if pa.types.is_dictionary(typ) else col
+            k = distinct(strings)
+            if (k == n and n >= MIN_ROWS_FOR_UNIQUE) or (id_name and n >= 2 and k >= 0.9 * n):
+                decisions.append((name, "skipped", f"identifier: {k} distinct values in {n} rows"))
+                continue
+            if pc.any(pc.match_substring(strings, "|")).as_py():
+                specs.append(FeatureSpec(name, "sequence"))
+                decisions.append((name, "sequence", "text holding the separator '|'"))
+            else:
+                specs.append(FeatureSpec(name, "categorical"))
+                decisions.append((name, "categorical", f"text, {k} distinct values"))
         elif pa.types.is_integer(typ) or pa.types.is_floating(typ) or pa.types.is_boolean(typ) or pa.types.is_decimal(typ):
+            if id_name and pa.types.is_integer(typ) and n >= 2 and distinct(col) == n:
+                decisions.append((name, "skipped", f"identifier: integer named like an id, unique in all {n} rows"))
+                continue
             specs.append(FeatureSpec(name, "numeric"))
+            decisions.append((name, "numeric", f"{typ} column"))
         elif pa.types.is_list(typ) or pa.types.is_large_list(typ) or pa.types.is_fixed_size_list(typ):
             inner = typ.value_type
-            specs.append(FeatureSpec(name, "dense" if pa.types.is_floating(inner) or pa.types.is_list(inner) else "sequence"))
+            kind = "dense" if pa.types.is_floating(inner) or pa.types.is_list(inner) else "sequence"
+            specs.append(FeatureSpec(name, kind))
+            decisions.append((name, kind, f"list of {inner}"))
         elif pa.types.is_null(typ):
-            raise DataError(f"train: column {name!r} is entirely empty; exclude it (data.features.exclude)")
+            raise DataError(f"{source}: column {name!r} is entirely empty; exclude it (data.features.exclude)")
         else:
-            raise DataError(f"train: cannot infer the feature type of column {name!r} ({typ}); declare it in data.features")
+            raise DataError(f"{source}: cannot infer the feature type of column {name!r} ({typ}); declare it in data.features")
     if not specs:
-        raise DataError("train: no feature columns left after removing labels and excluded columns")
-    return specs
+        raise DataError(f"{source}: no feature columns left after removing labels, identifiers and excluded columns")
+    return specs, decisions
 
 
-def split_table(table: pa.Table, fractions: list[float], seed: int) -> list[pa.Table]:
-    """Seeded random split into consecutive parts with the given fractions (the rest is the first)."""
-    order = np.random.default_rng(seed).permutation(table.num_rows)
-    sizes = [int(round(f * table.num_rows)) for f in fractions]
-    first = table.num_rows - sum(sizes)
+def describe_inference(inferred: list[tuple[str, str, str]]) -> list[str]:
+    """One line per column of an inferred feature set: ``column: decision (reason)``, columns
+    aligned; empty when nothing was inferred."""
+    width = max((len(c) for c, _, _ in inferred), default=0)
+    return [f"{c.ljust(width)}  {d} ({why})" for c, d, why in inferred]
+
+
+def split_table(
+    table: pa.Table, fractions: list[float], seed: int, *, names: list[str] | None = None, source: str = "train"
+) -> list[pa.Table]:
+    """Seeded random split into consecutive parts with the given fractions (the rest is the first).
+
+    Each part records in its schema metadata where its rows are in ``table``
+    (:func:`polytask.data.io.file_rows`), so errors name the file's row. A fraction that would
+    give no row (a file too small for it) is a DataError naming ``source``."""
+    n = table.num_rows
+    order = split_permutation(seed, n)
+    sizes = [int(round(f * n)) for f in fractions]
+    names = names or [f"part {i + 1}" for i in range(len(fractions))]
+    for f, size, name in zip(fractions, sizes, names):
+        if f > 0 and size == 0:
+            raise DataError(
+                f"{source}: {n} row(s) are too few to carve a {f:.0%} {name} split from (it would get no row); "
+                f"give more rows, a {name} file, or set data.split.{name}: 0"
+            )
+    first = n - sum(sizes)
     if first <= 0:
         raise ConfigError("data.split: validation + test fractions leave no training rows")
-    bounds = np.cumsum([0, first, *sizes])
-    return [table.take(pa.array(order[a:b])) for a, b in zip(bounds[:-1], bounds[1:])]
+    bounds = [int(b) for b in np.cumsum([0, first, *sizes])]
+    return [
+        tag_split(table.take(pa.array(order[a:b])), seed=seed, rows=n, bounds=bounds, index=i)
+        for i, (a, b) in enumerate(zip(bounds[:-1], bounds[1:]))
+    ]
 
 
 def load_splits(
@@ -115,7 +223,9 @@ def load_splits(
             raise ConfigError(f"data.params (dataset {config.dataset!r}): {exc}") from None
         tasks = make_tasks(config.tasks) if config.tasks else make_tasks([TaskConfig(**t) for t in bundle.tasks])
         if config.features is not None and not config.features.is_empty():
-            features = feature_specs(config.features)
+            features = feature_specs(
+                config.features, bundle.train.column_names, skip=set(task_columns(tasks)), source=bundle.sources.get("train", "train")
+            )
         else:
             # a dataset lists names, or option dicts ({"name": ..., "max_len": ...}) for non-default options
             features = [
@@ -143,7 +253,8 @@ def load_splits(
         elif config.split.test > 0:
             fractions.append(config.split.test)
         if fractions:
-            parts = split_table(train, fractions, config.split.seed)
+            carved = [n for n in ("validation", "test") if not getattr(config, n) and getattr(config.split, n) > 0]
+            parts = split_table(train, fractions, config.split.seed, names=carved, source=str(config.train))
             train, rest = parts[0], parts[1:]
             if not config.validation and config.split.validation > 0:
                 validation = rest.pop(0)
@@ -153,9 +264,11 @@ def load_splits(
                 sources["test"] = f"{config.train} ({config.split.test:.0%} seeded split, seed {config.split.seed})"
             notes.append(f"split of {config.train} with seed {config.split.seed}")
         features_cfg = config.features or FeaturesConfig()
-        features = (
-            infer_features(train, tasks, features_cfg.exclude) if features_cfg.is_empty() else feature_specs(features_cfg)
-        )
-        splits = Splits(train, validation, test, features, tasks, "; ".join(notes), sources)
+        inferred: list[tuple[str, str, str]] = []
+        if features_cfg.is_empty():
+            features, inferred = infer_features(train, tasks, features_cfg.exclude, source=str(config.train))
+        else:
+            features = feature_specs(features_cfg, train.column_names, skip=set(task_columns(tasks)), source=str(config.train))
+        splits = Splits(train, validation, test, features, tasks, "; ".join(notes), sources, inferred)
     splits.sources.setdefault("train", "train")
     return splits
