@@ -275,3 +275,25 @@ def test_fit_raises_a_training_error_on_divergence():
            "optimizer": {"name": "sgd", "lr": 1e6}, "model": {"name": "shared_bottom"}}
     with pytest.raises(TrainingError, match=r"^epoch 1: the training loss of tasks? .*not finite"):
         polytask.fit(cfg, train=table, epochs=3, batch_size=32, progress=False)
+
+
+def test_the_cli_reports_divergence_in_one_line_and_writes_no_run(tmp_path):
+    from typer.testing import CliRunner
+
+    from polytask.cli import app
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(300, 3))
+    lines = ["x1,x2,x3,y,r"] + [f"{a},{b},{c},{int(a > 0)},{3 * b}" for a, b, c in x]
+    (tmp_path / "train.csv").write_text("\n".join(lines) + "\n")
+    (tmp_path / "run.yaml").write_text(
+        f"data:\n  train: {tmp_path / 'train.csv'}\n  tasks: [y, {{name: r, kind: regression}}]\n"
+        "model: {name: shared_bottom}\noptimizer: {name: sgd, lr: 1e6}\ntrain: {epochs: 3, batch_size: 32}\n"
+    )
+    out = tmp_path / "run"
+    result = CliRunner().invoke(app, ["train", str(tmp_path / "run.yaml"), "--out", str(out), "--no-progress"])
+    assert result.exit_code == 2, result.output
+    message = result.output.strip()
+    assert "\n" not in message and "epoch 1: the training loss of task" in message and "learning rate" in message
+    assert not out.exists()
+    assert not list(tmp_path.rglob("model.pt"))  # no checkpoint of the diverged model anywhere
