@@ -226,7 +226,9 @@ class TrainConfig(_trainer_settings()):  # type: ignore[misc]
 
 
 class Config(_Strict):
-    """A whole run. ``monitor`` is ``loss`` (sum of validation task losses) or ``<task>.<metric>``."""
+    """A whole run. ``train.monitor`` is ``mean.relative_loss`` (default: each task's validation
+    loss relative to the untrained model's, averaged), ``loss`` (sum of validation task losses),
+    ``mean.<metric>`` or ``<task>.<metric>`` (see :class:`polytask.train.trainer.Monitor`)."""
 
     name: str | None = None
     data: DataConfig
