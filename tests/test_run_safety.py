@@ -575,3 +575,11 @@ def test_atomic_write_text_replaces_whole_files(tmp_path):
     assert path.read_text() == "new"
     assert [p.name for p in tmp_path.iterdir()] == ["f.txt"]
     assert time.time() >= path.stat().st_mtime
+
+
+def test_out_dot_names_the_current_folder(work, tmp_path, monkeypatch):
+    """`--out .` in a folder of the user's: refused like any folder that is not a run."""
+    (tmp_path / "keep.txt").write_text("mine")
+    monkeypatch.chdir(tmp_path)
+    one_error_line(train(work, Path("."), "--overwrite"), "not a polytask run directory", "keep.txt")
+    assert [p.name for p in tmp_path.iterdir()] == ["keep.txt"]

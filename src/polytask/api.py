@@ -174,6 +174,8 @@ def _train_run(
     init_run: Run | None,
 ) -> Run:
     out_dir = Path(out) if out is not None else None
+    if out_dir is not None and out_dir.name in ("", ".", ".."):  # `--out .`: name the folder itself
+        out_dir = Path(os.path.abspath(out_dir))
     if out_dir is not None:  # refused before any data is read
         check_not_locked(out_dir)
         check_output(out_dir, overwrite)
@@ -345,7 +347,10 @@ def _replace_directory(new: Path, final: Path) -> None:
             os.rename(aside, final)
         raise
     if aside is not None:
-        shutil.rmtree(aside, ignore_errors=True)
+        if aside.is_symlink():  # the link goes; what it pointed to is not ours to delete
+            aside.unlink()
+        else:
+            shutil.rmtree(aside, ignore_errors=True)
 
 
 # -- the resolved config ----------------------------------------------------------------------------
