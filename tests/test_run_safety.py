@@ -583,3 +583,18 @@ def test_out_dot_names_the_current_folder(work, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     one_error_line(train(work, Path("."), "--overwrite"), "not a polytask run directory", "keep.txt")
     assert [p.name for p in tmp_path.iterdir()] == ["keep.txt"]
+
+
+def test_atomic_writes_keep_the_usual_file_modes(tmp_path):
+    """A temporary file is private (0600); the file it becomes has the mode a plain write gives,
+    or keeps the mode of the file it replaces."""
+    old = os.umask(0o022)
+    try:
+        atomic_write_text(tmp_path / "new.txt", "x")
+        assert (tmp_path / "new.txt").stat().st_mode & 0o777 == 0o644
+        (tmp_path / "shared.txt").write_text("old")
+        (tmp_path / "shared.txt").chmod(0o664)
+        atomic_write_text(tmp_path / "shared.txt", "new")
+        assert (tmp_path / "shared.txt").stat().st_mode & 0o777 == 0o664
+    finally:
+        os.umask(old)

@@ -15,6 +15,7 @@ import errno
 import hashlib
 import json
 import os
+import stat
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -45,6 +46,9 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     os.close(fd)
     tmp_path = Path(tmp)
     try:
+        # mkstemp makes the file private (0600): give it the mode a plain open() would, or keep the
+        # mode of the file it replaces
+        os.chmod(tmp_path, _mode_for(path))
         yield tmp_path
         with open(tmp_path, "rb+") as fh:  # the bytes are on disk before the name points at them
             os.fsync(fh.fileno())
@@ -55,6 +59,15 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     except BaseException:
         _discard(tmp_path)
         raise
+
+
+def _mode_for(path: Path) -> int:
+    try:
+        return stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:
+        umask = os.umask(0o022)
+        os.umask(umask)
+        return 0o666 & ~umask
 
 
 def _discard(path: Path) -> None:
