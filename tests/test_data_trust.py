@@ -237,6 +237,13 @@ def test_inference_excludes_every_task_column_ids_and_finds_sequences():
     assert len(lines) == len(decisions) and lines[0].startswith("user_id") and "skipped (identifier" in lines[0]
 
 
+def test_words_ending_in_id_are_not_identifiers():
+    n = 30
+    table = pa.table({"paid": np.arange(n), "valid": np.arange(n), "orderId": np.arange(n), "y": np.arange(n) % 2})
+    _, decisions = infer_features(table, [Task("y")], [])
+    assert {c: d for c, d, _ in decisions} == {"paid": "numeric", "valid": "numeric", "orderId": "skipped", "y": "label"}
+
+
 def test_small_tables_keep_their_unique_strings():
     specs, _ = infer_features(pa.table({"city": ["a", "b", "c"], "y": [1, 0, 1]}), [Task("y")], [])
     assert [(s.name, s.type) for s in specs] == [("city", "categorical")]
@@ -331,6 +338,16 @@ def test_cli_one_row_training_file_is_refused_for_the_split_carve(work):
     write_csv(work / "one.csv", rows(1, 0))
     text = CONFIG.format(train="one.csv", validation="null", features=FEATURES, tasks=TASKS)
     refused(run_cli(work, text=text), work, "one.csv", "too few", "validation")
+
+
+def test_one_row_training_file_with_its_own_validation_file_trains():
+    """The carve is what a one-row file cannot take; given validation/test files it trains."""
+    import polytask
+
+    t = pa.table({"a": [1.0], "b": ["x"], "y": [1], "r": [3.0]})
+    run = polytask.fit(train=t, validation=t, test=t, tasks=[{"name": "y"}, {"name": "r", "kind": "regression"}],
+                       epochs=1, progress=False)
+    assert np.isfinite(run.predict(t)["r"]).all()
 
 
 def test_read_table_duplicate_and_utf8_unit(tmp_path):

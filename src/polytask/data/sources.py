@@ -102,7 +102,7 @@ def make_tasks(configs: list[TaskConfig]) -> list[Task]:
 
 
 #: names that mark an identifier column (``id``, ``uid``, ``user_id``, ``userId``, ``order-uuid``)
-ID_NAME = re.compile(r"^(?:id|uid|uuid|guid|key|.*[_\-. ](?:id|uid|uuid|guid|key)|.*[a-z0-9]I[dD])$", re.IGNORECASE)
+ID_NAME = re.compile(r"^(?i:id|uid|uuid|guid|key|.*[_\-. ](?:id|uid|uuid|guid|key))$|^.*[a-z0-9](?:Id|ID|Uuid|UUID)$")
 #: below this many rows, a string column unique per row may just be a small table's categories
 MIN_ROWS_FOR_UNIQUE = 20
 
