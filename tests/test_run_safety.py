@@ -598,3 +598,24 @@ def test_atomic_writes_keep_the_usual_file_modes(tmp_path):
         assert (tmp_path / "shared.txt").stat().st_mode & 0o777 == 0o664
     finally:
         os.umask(old)
+
+
+def test_a_full_disk_while_writing_predictions_is_one_line(good_run, work, tmp_path, monkeypatch):
+    dest = tmp_path / "pred.csv"
+    dest.write_text("old predictions\n")
+
+    def disk_full(table, where, *args, **kwargs):
+        Path(where).write_text("click,seg")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(pacsv, "write_csv", disk_full)
+    one_error_line(invoke("predict", good_run, work / "new.csv", "-o", dest), str(dest), "No space left")
+    assert dest.read_text() == "old predictions\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["pred.csv"]
+
+
+def test_damaged_saved_metrics_do_not_block_evaluate(run_copy):
+    (run_copy / "metrics.json").write_text('{"validation": {"click": ')
+    result = invoke("evaluate", run_copy, "--json")
+    assert result.exit_code == 0, result.stderr
+    assert all(line.startswith("warning: ") and "metrics.json" in line for line in result.stderr.strip().splitlines())
