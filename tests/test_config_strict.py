@@ -162,3 +162,17 @@ def test_config_from_dict_removes_before_it_sets_and_leaves_the_callers_dict():
     cfg = config_from_dict(raw, ["model.name=cross_stitch"], unset=["model"])
     assert cfg.model.name == "cross_stitch" and cfg.model.params() == {}
     assert raw["model"] == {"name": "mmoe", "num_experts": 8}
+
+
+def test_every_config_section_is_strict_however_it_annotates_its_fields():
+    """The base of the config sections makes int/bool/float fields strict, so a section added
+    later (or the feature options) cannot forget it."""
+    features = {"numeric": [{"name": "x", "log1p": 1}], "categorical": [{"name": "c", "min_count": True}]}
+    with pytest.raises(ConfigError) as info:
+        config_from_dict({"data": {"train": "t.csv", "tasks": ["y"], "features": features}})
+    message = str(info.value)
+    assert "data.features.numeric.0.log1p: expected true or false, got 1" in message
+    assert "data.features.categorical.0.min_count: expected an integer, got True" in message
+    ok = config_from_dict({"data": {"train": "t.csv", "tasks": ["y"],
+                                    "features": {"numeric": [{"name": "x", "log1p": True, "min_count": 2}]}}})
+    assert ok.data.features.numeric[0].min_count == 2

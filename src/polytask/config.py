@@ -20,16 +20,42 @@ from typing import Any, Literal
 import pydantic
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic.fields import FieldInfo
 
 from polytask.errors import ConfigError
-from polytask.params import StrictFloat, StrictInt, format_validation_error, validate_params
+from polytask.params import (
+    StrictCheck,
+    StrictFloat,
+    StrictInt,
+    format_validation_error,
+    strict_scalars,
+    validate_params,
+)
 
 
-class _Strict(BaseModel):
+class _Schema(BaseModel):
+    """A config section whose ``int``, ``bool`` and ``float`` fields are strict
+    (:func:`~polytask.params.strict_scalars`), however a subclass annotates them."""
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        fields = cls.__pydantic_fields__
+        changed = False
+        for name, field in fields.items():
+            strict = strict_scalars(field.annotation)
+            if strict is not field.annotation and not any(isinstance(m, StrictCheck) for m in field.metadata):
+                fields[name] = FieldInfo.merge_field_infos(field, FieldInfo.from_annotation(strict))
+                changed = True
+        if changed:
+            cls.model_rebuild(force=True)
+
+
+class _Strict(_Schema):
     model_config = ConfigDict(extra="forbid")
 
 
-class _Named(BaseModel):
+class _Named(_Schema):
     """``name`` plus free keyword parameters, validated later against the named component."""
 
     model_config = ConfigDict(extra="allow")
@@ -116,7 +142,7 @@ class FeaturesConfig(_Strict):
         return not (self.numeric or self.categorical or self.sequence or self.dense)
 
 
-class TaskConfig(BaseModel):
+class TaskConfig(_Schema):
     """One task; a bare string ``"click"`` means ``{name: click}`` (a binary task on column click).
 
     ``kind`` is a registered task kind (``polytask list``); any further key is that kind's own

@@ -47,12 +47,16 @@ def _strict_float(value: Any) -> Any:
     return value  # an int is a valid float (lr: 1)
 
 
+class StrictCheck(pydantic.BeforeValidator):
+    """The check :func:`strict_scalars` puts on a number or boolean (marks a type as strict)."""
+
+
 #: ``int``, ``bool``, ``float`` as strict types: no bool as a number, no number as a bool, no string
 #: as either (numpy scalars are accepted for what they are)
 _STRICT = {
-    int: Annotated[int, pydantic.BeforeValidator(_strict_int)],
-    bool: Annotated[bool, pydantic.BeforeValidator(_strict_bool)],
-    float: Annotated[float, pydantic.BeforeValidator(_strict_float)],
+    int: Annotated[int, StrictCheck(_strict_int)],
+    bool: Annotated[bool, StrictCheck(_strict_bool)],
+    float: Annotated[float, StrictCheck(_strict_float)],
 }
 
 #: field types for hand-written schemas (the config sections): the same strict scalars
@@ -72,6 +76,8 @@ def strict_scalars(annotation: Any) -> Any:
         return annotation
     args = typing.get_args(annotation)
     if origin is Annotated:
+        if any(isinstance(m, StrictCheck) for m in annotation.__metadata__):
+            return annotation  # already strict
         return Annotated[(strict_scalars(args[0]), *annotation.__metadata__)]
     if origin is typing.Literal:
         return annotation
