@@ -40,8 +40,10 @@ def test_monitor_parsing_and_errors():
     assert tuple(parse_monitor("loss", TASKS)) == (None, "loss", False)
     assert tuple(parse_monitor("a.auc", TASKS)) == ("a", "auc", True)
     assert tuple(parse_monitor("b.rmse", TASKS)) == ("b", "rmse", False)
-    with pytest.raises(ConfigError, match="train.monitor"):
+    with pytest.raises(ConfigError, match=r"train.monitor: 'c.auc' names task 'c', which this run does not have \(tasks: a, b\)"):
         parse_monitor("c.auc", TASKS)
+    with pytest.raises(ConfigError, match=r"train.monitor: 'auc' must be 'loss', 'mean.relative_loss'"):
+        parse_monitor("auc", TASKS)
     with pytest.raises(ConfigError, match="train.monitor"):
         parse_monitor("a.rmse", TASKS)
 

@@ -124,10 +124,15 @@ def parse_monitor(monitor: str, tasks: Sequence[Task], trained: Sequence[str] | 
             f"train.monitor: {monitor!r} is ambiguous: there is a task named 'mean'; rename the task to average "
             f"{metric!r} over the tasks"
         )
+    if not task_name:
+        raise ConfigError(
+            f"train.monitor: {monitor!r} must be 'loss', 'mean.relative_loss', 'mean.<metric>' or '<task>.<metric>' "
+            f"with a task among {', '.join(by_name)}"
+        )
     if task_name not in by_name:
         raise ConfigError(
-            f"train.monitor: {monitor!r} must be 'loss', 'mean.<metric>', 'mean.relative_loss' or '<task>.<metric>' "
-            f"with a task among {', '.join(by_name)}"
+            f"train.monitor: {monitor!r} names task {task_name!r}, which this run does not have (tasks: "
+            f"{', '.join(by_name)}); or average over the tasks with 'mean.{metric}' or 'mean.relative_loss'"
         )
     if metric not in by_name[task_name].metrics and metric != "loss":
         raise ConfigError(
