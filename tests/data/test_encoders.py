@@ -301,6 +301,17 @@ def test_dense_images_are_left_unscaled_unless_asked():
     np.testing.assert_allclose(scaled.reshape(20, -1).mean(0), 0.0, atol=1e-4)
 
 
+def test_scale_default_resolves_so_specs_saved_before_it_compare_equal():
+    """Transfer reuses a source run's encoder only when the specs are equal: an unset scale must
+    read as the value older runs saved ("standard"), and a dense feature's once it is fitted."""
+    assert FeatureSpec("x").scale == "standard" and FeatureSpec("c", "categorical").scale == "standard"
+    vec = FeatureSpec("v", "dense")
+    DenseEncoder(vec).fit(pa.array([[1.0, 2.0], [3.0, 4.0]]), "t")
+    img = FeatureSpec("img", "dense")
+    DenseEncoder(img).fit(pa.array([[[1.0, 2.0]], [[3.0, 4.0]]]), "t")
+    assert (vec.scale, img.scale) == ("standard", "none")
+
+
 def test_dense_saved_without_scale_state_loads_unscaled():
     """Runs saved before dense scaling have only the shape: they load and pass values through."""
     enc = DenseEncoder(FeatureSpec("v", "dense")).load({"shape": [2]})

@@ -108,10 +108,9 @@ class NumericEncoder:
         seen = x[~np.isnan(x)]
         if seen.size == 0:
             raise DataError(f"{source}: numeric column {self.spec.name!r} has no values")
-        scale = self.spec.scale or "standard"
-        if scale == "standard":
+        if self.spec.scale == "standard":
             self.center, self.scale = float(seen.mean()), float(seen.std()) or 1.0
-        elif scale == "minmax":
+        elif self.spec.scale == "minmax":
             self.center, self.scale = float(seen.min()), float(seen.max() - seen.min()) or 1.0
         self.fill = float(seen.mean())
         if not np.isfinite([self.center, self.scale, self.fill]).all():
@@ -334,6 +333,7 @@ class DenseEncoder:
         mean = sum(part(a).sum(0, dtype=np.float64) for a in chunks) / count
         self.fill = mean.astype(np.float32)
         self.mode = self.spec.scale or ("standard" if len(self.shape) == 1 else "none")
+        self.spec.scale = self.mode  # the resolved default is saved with the spec
         if self.mode == "standard":
             sq = sum(
                 (np.where(nan[a : a + 8192], 0.0, part(a) - mean) if has_nan else part(a) - mean).__pow__(2).sum(0)

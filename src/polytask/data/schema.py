@@ -43,6 +43,12 @@ class FeatureSpec:
     separator: str = "|"
     shape: list[int] | None = None
 
+    def __post_init__(self) -> None:
+        # only a dense feature's default depends on the data (its shape: resolved when fitted);
+        # every other type resolves now, so specs saved before the default existed compare equal
+        if self.scale is None and self.type != "dense":
+            self.scale = "standard"
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
