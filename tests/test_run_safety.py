@@ -619,3 +619,16 @@ def test_damaged_saved_metrics_do_not_block_evaluate(run_copy):
     result = invoke("evaluate", run_copy, "--json")
     assert result.exit_code == 0, result.stderr
     assert all(line.startswith("warning: ") and "metrics.json" in line for line in result.stderr.strip().splitlines())
+
+
+def test_a_default_that_cannot_be_written_back_stays_implicit():
+    from polytask.api import _resolved, signature_defaults
+
+    sentinel = object()
+
+    def component(tasks, *, width: int = None, depth: int = 3, extra: object = sentinel, given: int = 1):  # noqa: RUF013
+        return None
+
+    resolved = _resolved(signature_defaults(component, ("tasks",)), {"given": 5}, component, ("tasks",))
+    # width=None would be refused by its own annotation, extra is no YAML value: both left out
+    assert resolved == {"depth": 3, "given": 5}

@@ -384,13 +384,40 @@ def _plain(value: Any) -> Any:
     return _UNWRITABLE
 
 
-def _resolved(defaults: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
+def _resolved(defaults: dict[str, Any], given: dict[str, Any], fn: Any, skip: tuple[str, ...] = ()) -> dict[str, Any]:
+    """``given`` plus each default of ``fn`` not given, as plain data. A default that YAML cannot
+    hold, or that ``fn``'s own signature would refuse when given explicitly (``x: int = None``),
+    stays implicit: recording it must never make the config unloadable."""
     out = {}
     for key, value in {**defaults, **given}.items():
+        if key in given:
+            out[key] = given[key]
+            continue
         plain = _plain(value)
-        if plain is not _UNWRITABLE or key in given:  # a default YAML cannot hold stays implicit
-            out[key] = plain if plain is not _UNWRITABLE else value
+        if plain is _UNWRITABLE:
+            continue
+        if _accepts(fn, key, plain):
+            out[key] = plain
     return out
+
+
+def _accepts(fn: Any, key: str, value: Any) -> bool:
+    """Whether ``fn``'s annotation of ``key`` accepts ``value`` given explicitly."""
+    import pydantic
+
+    try:
+        hints = inspect.get_annotations(fn.__init__ if inspect.isclass(fn) else fn, eval_str=True)
+    except Exception:  # noqa: BLE001 - unresolvable annotations: nothing to check against
+        return True
+    if key not in hints:
+        return True
+    try:
+        pydantic.TypeAdapter(hints[key], config=pydantic.ConfigDict(arbitrary_types_allowed=True)).validate_python(value)
+    except pydantic.ValidationError:
+        return False
+    except Exception:  # noqa: BLE001 - an annotation pydantic cannot check (a plain class): keep it
+        return True
+    return True
 
 
 def resolve_model_params(name: str, params: dict[str, Any]) -> dict[str, Any]:
@@ -398,11 +425,13 @@ def resolve_model_params(name: str, params: dict[str, Any]) -> dict[str, Any]:
     too)."""
     from polytask.registry import ENCODERS, MODELS
 
-    resolved = _resolved(signature_defaults(MODELS.get(name), ("input_spec", "tasks")), params)
+    model_skip = ("input_spec", "tasks")
+    resolved = _resolved(signature_defaults(MODELS.get(name), model_skip), params, MODELS.get(name), model_skip)
     encoder = resolved.get("encoder")
     if isinstance(encoder, str) and isinstance(resolved.get("encoder_params"), dict) and encoder in ENCODERS:
-        resolved["encoder_params"] = _resolved(signature_defaults(ENCODERS.get(encoder), ("spec", "embedding_dim")),
-                                               resolved["encoder_params"])
+        enc_skip = ("spec", "embedding_dim")
+        resolved["encoder_params"] = _resolved(signature_defaults(ENCODERS.get(encoder), enc_skip),
+                                               resolved["encoder_params"], ENCODERS.get(encoder), enc_skip)
     columns = resolved.get("columns")
     if isinstance(columns, str) and isinstance(resolved.get("column_params"), dict):
         from polytask.nn.columns.base import COMMON_ARGS
@@ -410,7 +439,7 @@ def resolve_model_params(name: str, params: dict[str, Any]) -> dict[str, Any]:
 
         if columns in COLUMNS:
             resolved["column_params"] = _resolved(signature_defaults(COLUMNS.get(columns), COMMON_ARGS),
-                                                  resolved["column_params"])
+                                                  resolved["column_params"], COLUMNS.get(columns), COMMON_ARGS)
     return resolved
 
 
@@ -424,13 +453,14 @@ def resolve_config(cfg: Config, trainer: Trainer | None = None) -> Config:
     raw = cfg.to_dict()
     raw["model"] = {"name": cfg.model.name, **resolve_model_params(cfg.model.name, cfg.model.params())}
     raw["weighting"] = {"name": cfg.weighting.name,
-                        **_resolved(signature_defaults(WEIGHTINGS.get(cfg.weighting.name), ("tasks",)), cfg.weighting.params())}
+                        **_resolved(signature_defaults(WEIGHTINGS.get(cfg.weighting.name), ("tasks",)), cfg.weighting.params(),
+                                    WEIGHTINGS.get(cfg.weighting.name), ("tasks",))}
     opt_cls = OPTIMIZERS.get(cfg.optimizer.name)
     if opt_cls is not None:
         names = signature_defaults(opt_cls, ("params", "lr", "weight_decay"))
         used = dict(trainer.optimizer.defaults) if trainer is not None else {}
         defaults = {k: used.get(k, v) for k, v in names.items()}
-        raw["optimizer"] = {**raw["optimizer"], **_resolved(defaults, cfg.optimizer.params())}
+        raw["optimizer"] = {**raw["optimizer"], **_resolved(defaults, cfg.optimizer.params(), opt_cls, ("params",))}
     sched_cls = SCHEDULERS.get(cfg.scheduler.name)
     if sched_cls is not None:
         given = cfg.scheduler.params()
@@ -443,7 +473,7 @@ def resolve_config(cfg: Config, trainer: Trainer | None = None) -> Config:
                 defaults[key] = getattr(built, key)
             elif p.default is not p.empty:
                 defaults[key] = p.default
-        raw["scheduler"] = {**raw["scheduler"], **_resolved(defaults, given)}
+        raw["scheduler"] = {**raw["scheduler"], **_resolved(defaults, given, sched_cls, ("optimizer",))}
     return config_from_dict(raw)
 
 
