@@ -632,3 +632,30 @@ def test_a_default_that_cannot_be_written_back_stays_implicit():
     resolved = _resolved(signature_defaults(component, ("tasks",)), {"given": 5}, component, ("tasks",))
     # width=None would be refused by its own annotation, extra is no YAML value: both left out
     assert resolved == {"depth": 3, "given": 5}
+
+
+def test_run_save_is_as_careful_as_training(good_run, tmp_path, work):
+    run = Run.load(good_run)
+    mine = tmp_path / "project"
+    mine.mkdir()
+    (mine / "config.yaml").write_text("my own config")
+    with pytest.raises(ConfigError, match="not a polytask run directory"):
+        run.save(mine, overwrite=True)
+    assert [p.name for p in mine.iterdir()] == ["config.yaml"] and (mine / "config.yaml").read_text() == "my own config"
+
+    out = tmp_path / "copy"
+    run.save(out)
+    assert {p.name for p in out.iterdir()} == RUN_FILES - {"data.json"}
+    again = Run.load(out)
+    new = pd.read_csv(work / "new.csv")
+    np.testing.assert_array_equal(again.predict(new)["click"], run.predict(new)["click"])
+    assert [r["epoch"] for r in again.history] == [1, 2] and again.metrics == run.metrics
+    with pytest.raises(ConfigError, match="--overwrite"):
+        run.save(out)
+    # replacing a run with more files: none of the old run's files survive beside the new ones
+    shutil.rmtree(out)
+    shutil.copytree(good_run, out)
+    run.history = []
+    run.save(out, overwrite=True)
+    assert {p.name for p in out.iterdir()} == RUN_FILES - {"data.json", "metrics.jsonl"}
+    Run.load(out)

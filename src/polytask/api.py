@@ -26,9 +26,9 @@ from polytask.data.io import to_arrow
 from polytask.data.preprocessor import Preprocessor
 from polytask.data.sources import load_splits
 from polytask.errors import ConfigError
-from polytask.fileio import OutputLock, atomic_write_text, check_not_locked, file_ancestor, json_dumps, make_dirs
+from polytask.fileio import OutputLock, atomic_write_text, check_not_locked, json_dumps, make_dirs
 from polytask.models import create_model
-from polytask.run import DATA, LOG, Run, foreign_entries, is_run_directory, write_manifest
+from polytask.run import DATA, LOG, Run, check_output, replace_directory, write_manifest
 from polytask.train.trainer import Trainer
 from polytask.weighting import create_weighting
 
@@ -271,7 +271,7 @@ def _train_run(
             # make the next run refuse <out>.partial as the remains of an interrupted one
             shutil.rmtree(work_dir, ignore_errors=True)
             raise
-        _replace_directory(work_dir, out_dir)
+        replace_directory(work_dir, out_dir)
     run.directory = out_dir
     return run
 
@@ -288,69 +288,6 @@ def _fit(run: Run, trainer: Trainer, cfg: Config, train_t: Any, val_t: Any, test
         metrics["test"] = trainer.evaluate(test_t)
     run.history, run.metrics = history, metrics
     return run
-
-
-def check_output(out_dir: Path, overwrite: bool) -> None:
-    """Refuse an ``--out`` that cannot or must not be written (ConfigError naming it): a path under
-    a file, a file, a non-empty directory that is not a polytask run (never deleted, even with
-    ``--overwrite``), a run without ``--overwrite``, and the remains of an interrupted run."""
-    blocking = file_ancestor(out_dir)
-    if blocking is not None:
-        raise ConfigError(f"--out {out_dir}: {blocking} is a file, not a directory")
-    if out_dir.exists() or out_dir.is_symlink():
-        if not out_dir.is_dir():
-            raise ConfigError(f"--out {out_dir}: exists and is not a directory")
-        entries = sorted(p.name for p in out_dir.iterdir())
-        if entries:
-            if not is_run_directory(out_dir):
-                raise ConfigError(
-                    f"--out {out_dir}: exists and is not a polytask run directory (holds {_some(entries)}); "
-                    "refusing to replace it, even with --overwrite: choose another --out"
-                )
-            foreign = foreign_entries(out_dir)
-            if foreign:
-                raise ConfigError(
-                    f"--out {out_dir}: the run directory also holds files polytask did not write ({_some(foreign)}); "
-                    "refusing to replace it, even with --overwrite: move them out or choose another --out"
-                )
-            if not overwrite:
-                raise ConfigError(f"--out {out_dir}: directory exists and is not empty (use --overwrite to replace it)")
-    partial = out_dir.with_name(out_dir.name + ".partial")
-    if partial.exists() or partial.is_symlink():
-        if not partial.is_dir() or partial.is_symlink() or foreign_entries(partial):
-            raise ConfigError(
-                f"--out {out_dir}: {partial} exists and is not an unfinished polytask run; remove or rename it"
-            )
-        if not overwrite:
-            raise ConfigError(
-                f"--out {out_dir}: {partial} holds the remains of an interrupted run (it was stopped before it "
-                "finished); pass --overwrite to discard it, or delete it yourself"
-            )
-
-
-def _some(names: list[str], limit: int = 5) -> str:
-    shown = ", ".join(names[:limit])
-    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
-
-
-def _replace_directory(new: Path, final: Path) -> None:
-    """Move the finished run onto ``final``; an existing run there (checked replaceable) is moved
-    aside first and deleted only once the new one is in place."""
-    aside = None
-    if final.exists() and any(final.iterdir()):
-        aside = final.with_name(f".{final.name}.replaced-{os.getpid()}")
-        os.rename(final, aside)
-    try:
-        os.rename(new, final)  # onto an empty directory or a free name
-    except OSError:
-        if aside is not None:
-            os.rename(aside, final)
-        raise
-    if aside is not None:
-        if aside.is_symlink():  # the link goes; what it pointed to is not ours to delete
-            aside.unlink()
-        else:
-            shutil.rmtree(aside, ignore_errors=True)
 
 
 # -- the resolved config ----------------------------------------------------------------------------

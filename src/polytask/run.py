@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import warnings
 import zipfile
 from pathlib import Path
@@ -39,7 +40,7 @@ from polytask.data.io import to_arrow
 from polytask.data.preprocessor import Preprocessor
 from polytask.data.schema import InputSpec
 from polytask.errors import ConfigError, DataError
-from polytask.fileio import atomic_path, atomic_write_text, json_dumps, make_dirs, sha256_file
+from polytask.fileio import OutputLock, atomic_path, atomic_write_text, file_ancestor, json_dumps, make_dirs, sha256_file
 from polytask.models import MultiTaskModel, create_model
 from polytask.train.trainer import evaluate_table, predict_raw, resolve_device
 
@@ -145,13 +146,33 @@ class Run:
     def save_metrics(self, directory: str | os.PathLike) -> None:
         atomic_write_text(Path(directory) / METRICS, json_dumps(self.metrics, indent=1))
 
-    def save(self, directory: str | os.PathLike) -> None:
-        """Write the run's files into ``directory`` (created if needed), the manifest last."""
-        self.save_static(directory)
-        self.save_checkpoint(directory)
-        if self.metrics:
-            self.save_metrics(directory)
-        write_manifest(directory)
+    def save(self, directory: str | os.PathLike, *, overwrite: bool = False) -> None:
+        """Write the run directory ``directory`` as training does: complete or not at all (written
+        as ``<directory>.partial`` under the ``<directory>.lock`` lock, then renamed). An existing
+        run there is replaced only with ``overwrite=True``; a folder that is not a run, never."""
+        d = Path(directory)
+        if d.name in ("", ".", ".."):
+            d = Path(os.path.abspath(d))
+        check_output(d, overwrite)
+        make_dirs(d.parent)
+        with OutputLock(d):
+            check_output(d, overwrite)
+            work = d.with_name(d.name + ".partial")
+            if work.exists():
+                shutil.rmtree(work)
+            try:
+                self.save_static(work)
+                self.save_checkpoint(work)
+                if self.metrics:
+                    self.save_metrics(work)
+                if self.history:
+                    atomic_write_text(work / LOG, "".join(json_dumps(r) + "\n" for r in self.history))
+                write_manifest(work)
+            except Exception:
+                shutil.rmtree(work, ignore_errors=True)
+                raise
+            replace_directory(work, d)
+        self.directory = d
 
     @classmethod
     def load(cls, directory: str | os.PathLike, *, device: str = "cpu") -> Run:
@@ -259,6 +280,70 @@ def foreign_entries(directory: str | os.PathLike) -> list[str]:
     """The entries of a run directory that polytask did not write there (never deleted for the user)."""
     return sorted(p.name for p in Path(directory).iterdir()
                   if not (p.name in RUN_FILES and p.is_file()) and not (is_temporary_file(p.name) and p.is_file()))
+
+
+# -- where a run directory may be written ---------------------------------------------------------
+def check_output(out_dir: Path, overwrite: bool) -> None:
+    """Refuse an ``--out`` that cannot or must not be written (ConfigError naming it): a path under
+    a file, a file, a non-empty directory that is not a polytask run (never deleted, even with
+    ``--overwrite``), a run without ``--overwrite``, and the remains of an interrupted run."""
+    blocking = file_ancestor(out_dir)
+    if blocking is not None:
+        raise ConfigError(f"--out {out_dir}: {blocking} is a file, not a directory")
+    if out_dir.exists() or out_dir.is_symlink():
+        if not out_dir.is_dir():
+            raise ConfigError(f"--out {out_dir}: exists and is not a directory")
+        entries = sorted(p.name for p in out_dir.iterdir())
+        if entries:
+            if not is_run_directory(out_dir):
+                raise ConfigError(
+                    f"--out {out_dir}: exists and is not a polytask run directory (holds {_some(entries)}); "
+                    "refusing to replace it, even with --overwrite: choose another --out"
+                )
+            foreign = foreign_entries(out_dir)
+            if foreign:
+                raise ConfigError(
+                    f"--out {out_dir}: the run directory also holds files polytask did not write ({_some(foreign)}); "
+                    "refusing to replace it, even with --overwrite: move them out or choose another --out"
+                )
+            if not overwrite:
+                raise ConfigError(f"--out {out_dir}: directory exists and is not empty (use --overwrite to replace it)")
+    partial = out_dir.with_name(out_dir.name + ".partial")
+    if partial.exists() or partial.is_symlink():
+        if not partial.is_dir() or partial.is_symlink() or foreign_entries(partial):
+            raise ConfigError(
+                f"--out {out_dir}: {partial} exists and is not an unfinished polytask run; remove or rename it"
+            )
+        if not overwrite:
+            raise ConfigError(
+                f"--out {out_dir}: {partial} holds the remains of an interrupted run (it was stopped before it "
+                "finished); pass --overwrite to discard it, or delete it yourself"
+            )
+
+
+def _some(names: list[str], limit: int = 5) -> str:
+    shown = ", ".join(names[:limit])
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+def replace_directory(new: Path, final: Path) -> None:
+    """Move the finished run onto ``final``; an existing run there (checked replaceable) is moved
+    aside first and deleted only once the new one is in place."""
+    aside = None
+    if final.exists() and any(final.iterdir()):
+        aside = final.with_name(f".{final.name}.replaced-{os.getpid()}")
+        os.rename(final, aside)
+    try:
+        os.rename(new, final)  # onto an empty directory or a free name
+    except OSError:
+        if aside is not None:
+            os.rename(aside, final)
+        raise
+    if aside is not None:
+        if aside.is_symlink():  # the link goes; what it pointed to is not ours to delete
+            aside.unlink()
+        else:
+            shutil.rmtree(aside, ignore_errors=True)
 
 
 # -- loading, one file at a time -----------------------------------------------------------------------
