@@ -509,3 +509,18 @@ def test_a_value_the_architecture_refuses_is_one_line_and_exit_2(csv_run, tmp_pa
     assert result.exit_code == 2, result.stdout + result.stderr
     assert message in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "refused").exists()
+
+
+def test_inferred_features_are_printed_before_training_and_recorded(csv_run, tmp_path, monkeypatch):
+    work, _, _ = csv_run
+    monkeypatch.chdir(work)
+    out = tmp_path / "inferred"
+    result = invoke("train", "config.yaml", "--out", out, "--set", "train.epochs=1")
+    check_ok(result)
+    lines = result.stderr.splitlines()
+    start = lines.index("features inferred from the training file (declare data.features to choose them):")
+    shown = "\n".join(lines[start + 1 : start + 9])
+    assert "uid    skipped (data.features.exclude)" in shown
+    assert "label (label column of task 'click')" in shown and "numeric" in shown
+    recorded = json.loads((out / "data.json").read_text())["inferred_features"]
+    assert {r["column"]: r["decision"] for r in recorded}["age"] == "numeric"

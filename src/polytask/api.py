@@ -197,6 +197,8 @@ def _train_run(
 
     # 1. data and every check on it, before anything is trained or written
     splits = load_splits(cfg.data, data_dir, tables=tables)
+    if splits.inferred and launch.is_main:
+        _show_inference(splits.inferred)
     pre = Preprocessor(splits.features, splits.tasks)
     pre.check_columns(splits.train, splits.sources.get("train", "train"))  # the train file first
     for name, table in (("validation", splits.validation), ("test", splits.test)):
@@ -260,6 +262,7 @@ def _train_run(
             run.save_static(work_dir)
             atomic_write_text(work_dir / DATA, json_dumps({
                 "sources": splits.sources, "notes": splits.notes,
+                "inferred_features": [{"column": c, "decision": d, "reason": r} for c, d, r in splits.inferred],
                 "rows": {"train": len(train_t), "validation": len(val_t) if val_t else 0,
                          "test": len(test_t) if test_t else 0}}, indent=1))
             _fit(run, trainer, cfg, train_t, val_t, test_t, transfer)
@@ -417,3 +420,15 @@ def resolve_config(cfg: Config, trainer: Trainer | None = None) -> Config:
 def load_run(directory: str | os.PathLike, *, device: str = "cpu") -> Run:
     """Load a run directory for prediction or evaluation."""
     return Run.load(directory, device=device)
+
+
+def _show_inference(inferred: list[tuple[str, str, str]]) -> None:
+    """Print, before training, which columns were inferred as which feature type and why the
+    others were left out (``data.features`` omitted), so a user sees it before paying for a run."""
+    import sys
+
+    from polytask.data.sources import describe_inference
+
+    print("features inferred from the training file (declare data.features to choose them):", file=sys.stderr)
+    for line in describe_inference(inferred):
+        print(f"  {line}", file=sys.stderr)
