@@ -524,3 +524,17 @@ def test_inferred_features_are_printed_before_training_and_recorded(csv_run, tmp
     assert "label (label column of task 'click')" in shown and "numeric" in shown
     recorded = json.loads((out / "data.json").read_text())["inferred_features"]
     assert {r["column"]: r["decision"] for r in recorded}["age"] == "numeric"
+
+
+def test_unset_removes_a_section_before_set_so_another_model_can_be_named(csv_run, tmp_path, monkeypatch):
+    work, _, _ = csv_run
+    monkeypatch.chdir(work)
+    # the config's model section holds mmoe's keys; naming another model needs them gone
+    refused = invoke("train", "config.yaml", "--out", tmp_path / "a", "--set", "model.name=shared_bottom")
+    assert refused.exit_code == 2 and "model.num_experts: unknown key" in refused.stderr
+    result = invoke("train", "config.yaml", "--out", tmp_path / "b", "--unset", "model",
+                    "--set", "model.name=shared_bottom", "--set", "train.epochs=1")
+    check_ok(result)
+    assert "shared_bottom" in (tmp_path / "b" / "config.yaml").read_text()
+    missing = invoke("train", "config.yaml", "--out", tmp_path / "c", "--unset", "model.nope")
+    assert missing.exit_code == 2 and "model.nope" in missing.stderr

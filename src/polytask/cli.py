@@ -74,6 +74,7 @@ def train(
     config: Annotated[Path, typer.Argument(help="YAML config file.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Run directory to write.")],
     set_: Annotated[list[str], typer.Option("--set", help="Override a config key: --set model.num_experts=4.")] = [],  # noqa: B006
+    unset: Annotated[list[str], typer.Option("--unset", help="Remove a config key or section before --set: --unset model --set model.name=ple.")] = [],  # noqa: B006
     data_dir: DataDir = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing run directory.")] = False,
     progress: Annotated[Optional[bool], typer.Option("--progress/--no-progress", help="Progress bar.")] = None,
@@ -85,7 +86,7 @@ def train(
 
     overrides = list(set_) + ([f"train.progress={str(progress).lower()}"] if progress is not None else [])
     try:
-        cfg = load_config(config, overrides)
+        cfg = load_config(config, overrides, unset=list(unset))
         run = train_run(cfg, data_dir=data_dir, out=out, overwrite=overwrite)
     except (PolytaskError, KeyError, OSError) as exc:
         _fail(exc)
