@@ -517,7 +517,7 @@ def test_inferred_features_are_printed_before_training_and_recorded(csv_run, tmp
     out = tmp_path / "inferred"
     result = invoke("train", "config.yaml", "--out", out, "--set", "train.epochs=1")
     check_ok(result)
-    lines = result.stderr.splitlines()
+    lines = result.stdout.splitlines()
     start = lines.index("features inferred from the training file (declare data.features to choose them):")
     shown = "\n".join(lines[start + 1 : start + 9])
     assert "uid    skipped (data.features.exclude)" in shown

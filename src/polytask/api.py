@@ -423,12 +423,10 @@ def load_run(directory: str | os.PathLike, *, device: str = "cpu") -> Run:
 
 
 def _show_inference(inferred: list[tuple[str, str, str]]) -> None:
-    """Print, before training, which columns were inferred as which feature type and why the
+    """Print (stdout; errors alone go to stderr), before training, which columns were inferred as which feature type and why the
     others were left out (``data.features`` omitted), so a user sees it before paying for a run."""
-    import sys
-
     from polytask.data.sources import describe_inference
 
-    print("features inferred from the training file (declare data.features to choose them):", file=sys.stderr)
+    print("features inferred from the training file (declare data.features to choose them):")
     for line in describe_inference(inferred):
-        print(f"  {line}", file=sys.stderr)
+        print(f"  {line}")
