@@ -102,22 +102,6 @@ def is_column_pattern(name: str) -> bool:
     return name.startswith("re:") or any(c in name for c in "*?[")
 
 
-def match_columns(pattern: str, columns: list[str]) -> list[str]:
-    """The columns a feature name selects, in file order: itself when it is a plain name, the
-    columns a ``re:`` regular expression matches in full, or the columns a glob matches."""
-    if pattern.startswith("re:"):
-        try:
-            rx = re.compile(pattern[3:])
-        except re.error as exc:
-            raise ConfigError(f"data.features: {pattern!r} is not a valid regular expression: {exc}") from None
-        return [c for c in columns if rx.fullmatch(c)]
-    if is_column_pattern(pattern):
-        import fnmatch
-
-        return [c for c in columns if fnmatch.fnmatchcase(c, pattern)]
-    return [pattern]
-
-
 class FeaturesConfig(_Strict):
     """Columns by type; entries are names or option dicts (``{name: amount, log1p: true}``).
 

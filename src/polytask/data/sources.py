@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 
-from polytask.config import DataConfig, FeaturesConfig, TaskConfig
+from polytask.config import DataConfig, FeaturesConfig, TaskConfig, is_column_pattern
 from polytask.data.conditions import parse_condition
 from polytask.data.io import read_table, split_permutation, tag_split
 from polytask.data.schema import FEATURE_TYPES, FeatureSpec
@@ -64,7 +64,7 @@ def match_columns(pattern: str, columns: list[str]) -> list[str]:
         except re.error as exc:
             raise ConfigError(f"data.features: {pattern!r} is not a valid regular expression: {exc}") from None
         return [c for c in columns if rx.fullmatch(c)]
-    if any(c in pattern for c in "*?["):
+    if is_column_pattern(pattern):
         return [c for c in columns if fnmatch.fnmatchcase(c, pattern)]
     return [pattern]
 
