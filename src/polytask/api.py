@@ -5,12 +5,15 @@ weighting parameters, the monitor) runs before the first training step and befor
 written. A run directory is written under ``<out>.partial`` and renamed to ``<out>`` when the run
 completes, so ``<out>`` is either a complete run or absent; ``<out>.lock`` keeps a second training
 off the same ``<out>``, ``--overwrite`` replaces only a polytask run (never another directory), and
-the remains of an interrupted run are never deleted without ``--overwrite``.
+the remains of an interrupted run are never deleted without ``--overwrite``. ``--resume``
+(``resume=True``) continues them from ``<out>.partial/resume.pt``, written at the end of every
+epoch, and ends with the weights and metrics the uninterrupted run would have had.
 """
 
 from __future__ import annotations
 
 import inspect
+import json
 import os
 import random
 import shutil
@@ -25,11 +28,11 @@ from polytask.config import Config, config_from_dict, load_config
 from polytask.data.io import to_arrow
 from polytask.data.preprocessor import Preprocessor
 from polytask.data.sources import load_splits
-from polytask.errors import ConfigError
+from polytask.errors import ConfigError, DataError
 from polytask.fileio import OutputLock, atomic_write_text, check_not_locked, json_dumps, make_dirs
 from polytask.models import create_model
-from polytask.run import DATA, LOG, Run, check_output, replace_directory, write_manifest
-from polytask.train.trainer import Trainer
+from polytask.run import CONFIG, DATA, LOG, RESUME, Run, check_output, replace_directory, write_manifest
+from polytask.train.trainer import RESUME_FORMAT, Trainer, _jsonable
 from polytask.weighting import create_weighting
 
 
@@ -75,6 +78,7 @@ def fit(
     data_dir: str | os.PathLike | None = None,
     out: str | os.PathLike | None = None,
     overwrite: bool = False,
+    resume: bool = False,
     callbacks: list[Any] | None = None,
     **train_options: Any,
 ) -> Run:
@@ -84,7 +88,8 @@ def fit(
     keywords: ``train``/``validation``/``test`` (paths, pyarrow tables, pandas DataFrames) or
     ``dataset`` (a registered name), ``features``, ``tasks``, ``model``, ``weighting``,
     ``optimizer``, ``scheduler``; ``callbacks`` are called with ``(trainer, epoch_record)`` after
-    every epoch; remaining keywords go to the ``train`` section
+    every epoch; ``resume=True`` continues an interrupted run of ``out`` from its last completed
+    epoch (or starts fresh when there is none); remaining keywords go to the ``train`` section
     (``epochs=10, batch_size=512, monitor="income.auc"``). ``init_from`` (a run directory or a
     :class:`~polytask.run.Run`) and ``freeze`` (``none``/``shared``/``loaded``) start from a trained
     run's representation (see :mod:`polytask.transfer`).
@@ -137,7 +142,7 @@ def fit(
         },
     )
     return train_run(cfg, data_dir=data_dir, out=out, overwrite=overwrite, tables=tables, callbacks=callbacks,
-                     init_run=init_run)
+                     init_run=init_run, resume=resume)
 
 
 def train_run(
@@ -149,15 +154,17 @@ def train_run(
     tables: dict[str, pa.Table] | None = None,
     callbacks: list[Any] | None = None,
     init_run: Run | None = None,
+    resume: bool = False,
 ) -> Run:
     """The whole job: data -> encoders -> model -> training -> final metrics (-> run directory).
-    ``init_run`` is the run ``train.init_from`` names, when the caller holds it in memory."""
+    ``init_run`` is the run ``train.init_from`` names, when the caller holds it in memory;
+    ``resume`` continues ``<out>.partial`` from its ``resume.pt``."""
     from polytask.train.distributed import setup_from_environment, shutdown
 
     launch = setup_from_environment(cfg.train.device)  # torchrun: one process per device
     try:
         return _train_run(cfg, launch, data_dir=data_dir, out=out, overwrite=overwrite, tables=tables,
-                          callbacks=callbacks, init_run=init_run)
+                          callbacks=callbacks, init_run=init_run, resume=resume)
     finally:
         shutdown(launch)
 
@@ -172,13 +179,20 @@ def _train_run(
     tables: dict[str, pa.Table] | None,
     callbacks: list[Any] | None,
     init_run: Run | None,
+    resume: bool = False,
 ) -> Run:
     out_dir = Path(out) if out is not None else None
     if out_dir is not None and out_dir.name in ("", ".", ".."):  # `--out .`: name the folder itself
         out_dir = Path(os.path.abspath(out_dir))
+    if resume and out_dir is None:
+        raise ConfigError("--resume continues an interrupted run of --out: give --out")
+    if resume and overwrite:
+        raise ConfigError("--resume and --overwrite contradict each other: --overwrite discards what --resume continues")
+    if resume and launch.world_size > 1:
+        raise ConfigError("--resume is not supported under torchrun yet: resume the run in a single process")
     if out_dir is not None:  # refused before any data is read
         check_not_locked(out_dir)
-        check_output(out_dir, overwrite)
+        check_output(out_dir, overwrite, resume)
     # data files as absolute paths, so the saved config.yaml (and `polytask evaluate RUN`) does not
     # depend on the working directory the run was started from
     files = {s: str(Path(getattr(cfg.data, s)).resolve()) for s in ("train", "validation", "test")
@@ -214,49 +228,67 @@ def _train_run(
     val_t = pre.transform(splits.validation, src.get("validation", "validation")) if splits.validation is not None else None
     test_t = pre.transform(splits.test, src.get("test", "test")) if splits.test is not None else None
 
-    # 2. model, weighting, trainer (parameter checks raise ConfigError naming the key)
-    seed_everything(cfg.train.seed)
-    model = create_model(cfg.model.name, pre.input_spec(), pre.tasks, cfg.model.params())
-    transfer = None
-    if source is not None:
-        from polytask.transfer import initialise
-
-        transfer = initialise(model, source, cfg.train.freeze, encoders=reused)
-    trained = set(model.loss_task_names())
-    weighting = create_weighting(cfg.weighting.name, [t for t in pre.tasks if t.name in trained], cfg.weighting.params())
-    run = Run(cfg, pre, model)
     # under torchrun only rank 0 writes the run directory and shows progress
     work_dir = out_dir.with_name(out_dir.name + ".partial") if out_dir is not None and launch.is_main else None
-    opt = cfg.optimizer.params()
-    trainer = Trainer(
-        model,
-        pre.tasks,
-        weighting=weighting,
-        optimizer=cfg.optimizer.name,
-        lr=cfg.optimizer.lr,
-        weight_decay=cfg.optimizer.weight_decay,
-        optimizer_params=opt,
-        scheduler=cfg.scheduler.name,
-        scheduler_params=cfg.scheduler.params(),
-        **{
-            **cfg.train.trainer_settings(),  # the train: section is the trainer's keywords
-            "device": launch.device,
-            "progress": cfg.train.progress and launch.is_main,
-        },
-        log_path=(work_dir / LOG) if work_dir is not None else None,
-        on_improve=(lambda tr: run.save_checkpoint(work_dir, tr.best_epoch)) if work_dir is not None else None,
-        callbacks=callbacks or (),
-    )
+    state = _read_resume(work_dir) if resume and work_dir is not None else None
+    if resume and state is None and launch.is_main:
+        print(f"--resume: {work_dir} has no completed epoch to continue from; starting a fresh run")
+
+    # 2. model, weighting, trainer (parameter checks raise ConfigError naming the key)
+    def build(structure: dict[str, Any]) -> tuple[Any, Any, Run, Trainer]:
+        model = create_model(cfg.model.name, pre.input_spec(), pre.tasks, {**cfg.model.params(), **structure})
+        transfer = None
+        if source is not None:
+            from polytask.transfer import initialise
+
+            transfer = initialise(model, source, cfg.train.freeze, encoders=reused)
+        trained = set(model.loss_task_names())
+        weighting = create_weighting(cfg.weighting.name, [t for t in pre.tasks if t.name in trained],
+                                     cfg.weighting.params())
+        run = Run(cfg, pre, model)
+        trainer = Trainer(
+            model,
+            pre.tasks,
+            weighting=weighting,
+            optimizer=cfg.optimizer.name,
+            lr=cfg.optimizer.lr,
+            weight_decay=cfg.optimizer.weight_decay,
+            optimizer_params=cfg.optimizer.params(),
+            scheduler=cfg.scheduler.name,
+            scheduler_params=cfg.scheduler.params(),
+            **{
+                **cfg.train.trainer_settings(),  # the train: section is the trainer's keywords
+                "device": launch.device,
+                "progress": cfg.train.progress and launch.is_main,
+            },
+            log_path=(work_dir / LOG) if work_dir is not None else None,
+            on_improve=(lambda tr: run.save_checkpoint(work_dir, tr.best_epoch)) if work_dir is not None else None,
+            callbacks=callbacks or (),
+            resume_path=(work_dir / RESUME) if work_dir is not None else None,
+        )
+        return model, transfer, run, trainer
+
+    seed_everything(cfg.train.seed)
+    model, transfer, run, trainer = build({})
     # every hyperparameter as used, defaults included: config.yaml documents the run and rebuilds it
     run.config = cfg = resolve_config(cfg, trainer)
+    if state is not None:
+        _check_same_config(work_dir, cfg)
+        if state["structure"] and state["structure"] != model.structure():  # a model that changed shape (FAFS)
+            model, transfer, run, trainer = build(state["structure"])
+            run.config = cfg
+        trainer.load_resume_state(state)
 
     if work_dir is None or out_dir is None:
         return _fit(run, trainer, cfg, train_t, val_t, test_t, transfer)
     # 3. the run directory: under an exclusive lock, written into <out>.partial, renamed when complete
     make_dirs(out_dir.parent)
     with OutputLock(out_dir):
-        check_output(out_dir, overwrite)  # again, now that no other run can change it
-        if work_dir.exists() or work_dir.is_symlink():  # the remains of an interrupted run: --overwrite given
+        check_output(out_dir, overwrite, resume)  # again, now that no other run can change it
+        if state is not None and not (work_dir / RESUME).is_file():
+            raise ConfigError(f"--resume: {work_dir / RESUME} disappeared while this run started; nothing to continue")
+        if state is None and (work_dir.exists() or work_dir.is_symlink()):
+            # the remains of an interrupted run: --overwrite given, or --resume without a completed epoch
             shutil.rmtree(work_dir)
         try:
             run.save_static(work_dir)
@@ -265,18 +297,81 @@ def _train_run(
                 "inferred_features": [{"column": c, "decision": d, "reason": r} for c, d, r in splits.inferred],
                 "rows": {"train": len(train_t), "validation": len(val_t) if val_t else 0,
                          "test": len(test_t) if test_t else 0}}, indent=1))
+            if state is not None:  # one log line per epoch: drop those of an epoch the stopped run did not save
+                atomic_write_text(work_dir / LOG, "".join(json.dumps(r, default=_jsonable) + "\n"
+                                                          for r in state["history"]))
             _fit(run, trainer, cfg, train_t, val_t, test_t, transfer)
             run.save_checkpoint(work_dir, trainer.best_epoch)
             run.save_metrics(work_dir)
+            # the finished run does not keep its resume state (it is not a run file a user needs)
+            (work_dir / RESUME).unlink(missing_ok=True)
             write_manifest(work_dir)
         except Exception:
             # this process's own unfinished run: nothing in it is the user's, and leaving it would
-            # make the next run refuse <out>.partial as the remains of an interrupted one
-            shutil.rmtree(work_dir, ignore_errors=True)
+            # make the next run refuse <out>.partial as the remains of an interrupted one. A resumed
+            # run's .partial holds the stopped run's progress: it stays, to be resumed again.
+            if state is None:
+                shutil.rmtree(work_dir, ignore_errors=True)
             raise
         replace_directory(work_dir, out_dir)
     run.directory = out_dir
     return run
+
+
+def _read_resume(work_dir: Path) -> dict[str, Any] | None:
+    """The state in ``<out>.partial/resume.pt``; None when there is none (no ``.partial``, or one
+    stopped before its first epoch ended). A damaged file is a DataError naming it."""
+    path = work_dir / RESUME
+    if not path.is_file():
+        return None
+    try:
+        # our own file, written by Trainer.save_resume: it holds numpy and Python RNG states
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # noqa: BLE001 - a truncated or foreign file
+        raise DataError(f"{path}: cannot be read as a resume state ({' '.join(str(exc).split())[:200]}); "
+                        "pass --overwrite to discard the interrupted run") from None
+    if not isinstance(state, dict) or state.get("format") != RESUME_FORMAT:
+        raise DataError(f"{path}: not a polytask resume state; pass --overwrite to discard the interrupted run")
+    return state
+
+
+def _check_same_config(work_dir: Path, cfg: Config) -> None:
+    """ConfigError naming the first key where the interrupted run's config.yaml differs from this
+    invocation's resolved config."""
+    import yaml
+
+    path = work_dir / CONFIG
+    try:
+        saved = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise DataError(f"{path}: cannot read the interrupted run's config ({exc})") from None
+    now = yaml.safe_load(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    key = _first_difference(saved, now)
+    if key is not None:
+        where, old, new = key
+        raise ConfigError(
+            f"--resume: the config differs from the interrupted run's ({path}) at {where or 'the top level'}: "
+            f"{old} there, {new} now; resume with the same config, or pass --overwrite to start over"
+        )
+
+
+_MISSING = object()
+
+
+def _first_difference(old: Any, new: Any, prefix: str = "") -> tuple[str, str, str] | None:
+    if isinstance(old, dict) and isinstance(new, dict):
+        for k in [*old, *(k for k in new if k not in old)]:
+            found = _first_difference(old.get(k, _MISSING), new.get(k, _MISSING), f"{prefix}.{k}" if prefix else str(k))
+            if found is not None:
+                return found
+        return None
+    if old == new and type(old) is type(new):
+        return None
+
+    def show(v: Any) -> str:
+        return "(absent)" if v is _MISSING else repr(v)
+
+    return prefix, show(old), show(new)
 
 
 def _fit(run: Run, trainer: Trainer, cfg: Config, train_t: Any, val_t: Any, test_t: Any, transfer: Any) -> Run:

@@ -77,6 +77,7 @@ def train(
     unset: Annotated[list[str], typer.Option("--unset", help="Remove a config key or section before --set: --unset model --set model.name=ple.")] = [],  # noqa: B006
     data_dir: DataDir = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing run directory.")] = False,
+    resume: Annotated[bool, typer.Option(help="Continue an interrupted run (<out>.partial) from its last completed epoch; start fresh if there is none.")] = False,
     progress: Annotated[Optional[bool], typer.Option("--progress/--no-progress", help="Progress bar.")] = None,
 ) -> None:
     """Train a model from a config; write the run directory (config, encoders, best checkpoint, metrics)."""
@@ -87,7 +88,7 @@ def train(
     overrides = list(set_) + ([f"train.progress={str(progress).lower()}"] if progress is not None else [])
     try:
         cfg = load_config(config, overrides, unset=list(unset))
-        run = train_run(cfg, data_dir=data_dir, out=out, overwrite=overwrite)
+        run = train_run(cfg, data_dir=data_dir, out=out, overwrite=overwrite, resume=resume)
     except (PolytaskError, KeyError, OSError) as exc:
         _fail(exc)
         return

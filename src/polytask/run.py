@@ -48,8 +48,11 @@ CONFIG, ENCODERS, CHECKPOINT, LOG, METRICS, DATA = (
     "config.yaml", "encoders.json", "model.pt", "metrics.jsonl", "metrics.json", "data.json"
 )
 MANIFEST = "manifest.json"
-#: every file a run directory may hold
-RUN_FILES = (CONFIG, ENCODERS, CHECKPOINT, LOG, METRICS, DATA, MANIFEST)
+#: the state an unfinished run (``<out>.partial``) continues from with ``--resume``; deleted
+#: before the manifest is written, so a finished run never holds it
+RESUME = "resume.pt"
+#: every file a run directory (or its ``.partial``) may hold
+RUN_FILES = (CONFIG, ENCODERS, CHECKPOINT, LOG, METRICS, DATA, MANIFEST, RESUME)
 #: the files a run cannot be loaded without: a checksum mismatch in one of them is an error (in the
 #: others, a warning)
 ESSENTIAL = (CONFIG, ENCODERS, CHECKPOINT)
@@ -283,10 +286,11 @@ def foreign_entries(directory: str | os.PathLike) -> list[str]:
 
 
 # -- where a run directory may be written ---------------------------------------------------------
-def check_output(out_dir: Path, overwrite: bool) -> None:
+def check_output(out_dir: Path, overwrite: bool, resume: bool = False) -> None:
     """Refuse an ``--out`` that cannot or must not be written (ConfigError naming it): a path under
     a file, a file, a non-empty directory that is not a polytask run (never deleted, even with
-    ``--overwrite``), a run without ``--overwrite``, and the remains of an interrupted run."""
+    ``--overwrite``), a run without ``--overwrite``, and the remains of an interrupted run
+    without ``--overwrite`` or ``--resume``."""
     blocking = file_ancestor(out_dir)
     if blocking is not None:
         raise ConfigError(f"--out {out_dir}: {blocking} is a file, not a directory")
@@ -314,10 +318,11 @@ def check_output(out_dir: Path, overwrite: bool) -> None:
             raise ConfigError(
                 f"--out {out_dir}: {partial} exists and is not an unfinished polytask run; remove or rename it"
             )
-        if not overwrite:
+        if not overwrite and not resume:
             raise ConfigError(
                 f"--out {out_dir}: {partial} holds the remains of an interrupted run (it was stopped before it "
-                "finished); pass --overwrite to discard it, or delete it yourself"
+                "finished); pass --resume to continue it from its last completed epoch, or --overwrite to "
+                "discard it (or delete it yourself)"
             )
 
 

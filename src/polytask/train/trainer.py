@@ -162,8 +162,11 @@ def _parse_mean(monitor: str, metric: str, tasks: Sequence[Task]) -> Monitor:
 #: :mod:`polytask.train.settings`).
 NOT_SETTINGS = frozenset({
     "weighting", "optimizer", "lr", "weight_decay", "optimizer_params", "scheduler", "scheduler_params",
-    "log_path", "on_improve", "callbacks",
+    "log_path", "on_improve", "callbacks", "resume_path",
 })
+
+#: the ``format`` tag of a resume file (see :meth:`Trainer.resume_state`)
+RESUME_FORMAT = "polytask-resume"
 
 
 class Trainer:
@@ -200,6 +203,9 @@ class Trainer:
         on_improve: called with the trainer whenever the monitored score improves (e.g. to save
             a checkpoint).
         callbacks: called with the trainer and the epoch's record after every epoch.
+        resume_path: where to write, atomically at the end of every epoch (after the epoch's log
+            line, before the callbacks), everything :meth:`load_resume_state` needs to continue
+            the run from the next epoch exactly as if it had not stopped.
         progress: show a progress bar.
         probe_rows: held-out rows (validation, else train) whose per-example losses a model that
             changes its structure during training (FAFS) sees after each epoch.
@@ -235,6 +241,7 @@ class Trainer:
         log_path: str | os.PathLike | None = None,
         on_improve: Callable[[Trainer], None] | None = None,
         callbacks: Sequence[Callable[[Trainer, dict[str, Any]], None]] = (),
+        resume_path: str | os.PathLike | None = None,
         progress: bool = True,
         probe_rows: Annotated[int, Field(ge=1)] = 8192,
     ) -> None:
@@ -272,6 +279,12 @@ class Trainer:
         self.best_epoch: int | None = None
         self.best_state: dict[str, Tensor] | None = None
         self.step = 0
+        #: epochs without improvement of the monitor (early stopping)
+        self.stale = 0
+        #: the first epoch :meth:`fit` trains (later than 1 after :meth:`load_resume_state`)
+        self.start_epoch = 1
+        self.resume_path = Path(resume_path) if resume_path else None
+        self._resume_rng: dict[str, Any] | None = None
         self.weighting.setup(self.model)
 
     @classmethod
@@ -467,12 +480,16 @@ class Trainer:
     def fit(self, train: TensorTable, validation: TensorTable | None = None) -> list[dict[str, Any]]:
         """Train; with a validation split, early-stop on ``monitor`` and restore the best weights."""
         loader = BatchLoader(train, self.batch_size, shuffle=True, seed=self.seed)
-        stale = 0
+        loader.set_epoch(self.start_epoch - 1)  # epoch k's order, also in a resumed run
         if validation is not None and self.monitor_spec.metric == DEFAULT_MONITOR and self.reference_losses is None:
             initial = self.evaluate(validation)  # one pass before training: each task's scale
             self.reference_losses = {name: float(initial[name]["loss"]) for name in self.monitor_spec.tasks}
+        if self._resume_rng is not None:  # where the stopped run stood after its last epoch
+            set_rng_state(self._resume_rng)
+            self._resume_rng = None
+        stopped = self.patience is not None and validation is not None and self.stale >= self.patience
         with ProgressBar(self.progress, self.epochs, len(loader)) as bar:
-            for epoch in range(1, self.epochs + 1):
+            for epoch in range(self.start_epoch, self.epochs + 1 if not stopped else self.start_epoch):
                 bar.start_epoch(epoch)
                 start = time.perf_counter()
                 record: dict[str, Any] = {"epoch": epoch, **self.train_epoch(loader, bar)}
@@ -499,12 +516,12 @@ class Trainer:
                     if diag:
                         record["diagnostics"] = diag
                     if self._improved(score):
-                        self.best_score, self.best_epoch, stale = score, epoch, 0
+                        self.best_score, self.best_epoch, self.stale = score, epoch, 0
                         self.best_state = copy.deepcopy(self.model.state_dict())
                         if self.on_improve is not None:
                             self.on_improve(self)
                     else:
-                        stale += 1
+                        self.stale += 1
                     bar.end_epoch(epoch, self.monitor, score, self.best_score)
                 probe_table = validation if validation is not None else train
                 if self.model.adapt(epoch, lambda: self.per_example_losses(probe_table, self.probe_rows)):
@@ -512,7 +529,7 @@ class Trainer:
                     # new structure (the best weights so far belong to the old one)
                     self._build_optimizer()
                     self.weighting.setup(self.model)
-                    self.best_score, self.best_state, stale = None, None, 0
+                    self.best_score, self.best_state, self.stale = None, None, 0
                     record["structure"] = self.model.structure()
                 ws = self.weighting.state()
                 if ws:
@@ -521,15 +538,82 @@ class Trainer:
                 self._step_scheduler(record)
                 self.history.append(record)
                 self._log(record)
+                if self.resume_path is not None:
+                    self.save_resume(self.resume_path, epoch)
                 for callback in self.callbacks:
                     callback(self, record)
-                if self.patience is not None and validation is not None and stale >= self.patience:
+                if self.patience is not None and validation is not None and self.stale >= self.patience:
                     break
         if self.best_state is not None:
             self.model.load_state_dict(self.best_state)
         elif validation is None:
             self.best_epoch = len(self.history)
         return self.history
+
+    # -- exact resume ------------------------------------------------------------------------------
+    def resume_state(self, epoch: int) -> dict[str, Any]:
+        """Everything needed to continue after ``epoch`` exactly as this run will: the model's
+        weights, its structure (``model.structure()``: FAFS's branch tree, so a widened model is
+        rebuilt before loading) and its plain Python attributes (FAFS's next widening), the
+        optimiser, scheduler and AMP scaler, the weighting's :meth:`~Weighting.resume_state`, the
+        early-stopping state (best score, epoch and weights, stale count, the monitor's reference
+        losses), the history, the step counter and the RNG states (torch CPU and CUDA, numpy,
+        ``random``); the batch order of the next epoch is a function of ``seed`` and the epoch."""
+        def cpu(state: Mapping[str, Tensor] | None) -> dict[str, Tensor] | None:
+            return None if state is None else {k: v.detach().cpu().clone() for k, v in state.items()}
+
+        return {
+            "format": RESUME_FORMAT, "version": 1, "epoch": epoch,
+            "structure": self.model.structure() if hasattr(self.model, "structure") else {},
+            "model_attributes": model_attributes(self.model),
+            "model": cpu(self.model.state_dict()),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+            "weighting": self.weighting.resume_state(),
+            "best_score": self.best_score, "best_epoch": self.best_epoch, "best_state": cpu(self.best_state),
+            "stale": self.stale, "history": copy.deepcopy(self.history),
+            "reference_losses": dict(self.reference_losses) if self.reference_losses is not None else None,
+            "step": self.step, "rng": get_rng_state(),
+        }
+
+    def save_resume(self, path: str | os.PathLike, epoch: int) -> None:
+        """Write :meth:`resume_state` to ``path`` atomically (a kill mid-write leaves the previous
+        file)."""
+        from polytask.fileio import atomic_path
+
+        state = self.resume_state(epoch)
+        with atomic_path(path) as tmp:
+            torch.save(state, tmp)
+
+    def load_resume_state(self, state: Mapping[str, Any]) -> None:
+        """Continue from :meth:`resume_state`: :meth:`fit` then trains from the epoch after the
+        saved one. The model must already have the saved structure (rebuild it with
+        ``{**params, **state["structure"]}``); a mismatch is a TrainingError."""
+        if state.get("format") != RESUME_FORMAT:
+            raise TrainingError("not a polytask resume file")
+        structure = self.model.structure() if hasattr(self.model, "structure") else {}
+        if structure != state["structure"]:
+            raise TrainingError(f"the model's structure {structure} is not the saved one {state['structure']}")
+        for name, value in state["model_attributes"].items():
+            setattr(self.model, name, copy.deepcopy(value))
+        self.model.load_state_dict(state["model"])
+        self._build_optimizer()  # over the parameters as they are now, as the stopped run had them
+        self.weighting.setup(self.model)
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.scheduler is not None and state["scheduler"] is not None:
+            self.scheduler.load_state_dict(state["scheduler"])
+        if self.scaler is not None and state["scaler"] is not None:
+            self.scaler.load_state_dict(state["scaler"])
+        self.weighting.load_resume_state(state["weighting"])
+        self.best_score, self.best_epoch, self.stale = state["best_score"], state["best_epoch"], state["stale"]
+        best = state["best_state"]
+        self.best_state = None if best is None else {k: v.to(self.device) for k, v in best.items()}
+        self.history = copy.deepcopy(state["history"])
+        self.reference_losses = dict(state["reference_losses"]) if state["reference_losses"] is not None else None
+        self.step = state["step"]
+        self.start_epoch = state["epoch"] + 1
+        self._resume_rng = state["rng"]
 
     def _step_scheduler(self, record: dict[str, Any]) -> None:
         if self.scheduler is None:
@@ -552,3 +636,51 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, float) and math.isnan(value):
         return None
     return str(value)
+
+
+_PLAIN = (bool, int, float, str, type(None))
+
+
+def _is_plain(value: Any) -> bool:
+    if isinstance(value, _PLAIN):
+        return True
+    if isinstance(value, (list, tuple)):
+        return all(_is_plain(v) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _is_plain(v) for k, v in value.items())
+    return False
+
+
+def model_attributes(model: nn.Module) -> dict[str, Any]:
+    """The model's own plain Python attributes (numbers, strings, lists of them: FAFS's branch
+    tree and next widening epoch), which a resumed model must get back; ``training`` and private
+    (``_``) attributes (the module's own bookkeeping) are left out."""
+    return {k: copy.deepcopy(v) for k, v in vars(model).items()
+            if k != "training" and not k.startswith("_") and _is_plain(v)}
+
+
+def get_rng_state() -> dict[str, Any]:
+    """The states of the global random generators: torch (CPU, every CUDA device), numpy, random."""
+    import random
+
+    import numpy as np
+
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else None,
+        "numpy": np.random.get_state(),
+        "random": random.getstate(),
+    }
+
+
+def set_rng_state(state: Mapping[str, Any]) -> None:
+    """Restore :func:`get_rng_state`'s states."""
+    import random
+
+    import numpy as np
+
+    torch.set_rng_state(state["torch"])
+    if state.get("cuda") is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["random"])

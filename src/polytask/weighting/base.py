@@ -12,6 +12,7 @@ It never knows which architecture it trains: it sees the model only through
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -99,6 +100,9 @@ class Weighting(nn.Module):
     #: True for methods that need the batch's losses again after the optimiser step (FAMO): the
     #: trainer then calls :meth:`after_step` with a closure that recomputes them
     wants_losses_after_step: ClassVar[bool] = False
+    #: Python-side attributes (outside tensors and generators) that change during training and
+    #: that :meth:`resume_state` must carry for a resumed run to continue bit for bit
+    resume_attributes: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, tasks: Sequence[Task], *, mode: str | None = None) -> None:
         super().__init__()
@@ -149,6 +153,31 @@ class Weighting(nn.Module):
         """JSON-able state for the log."""
         return {}
 
+    def resume_state(self) -> dict[str, Any]:
+        """Everything a resumed run needs to continue exactly where this one stands, as plain
+        picklable data: the state dict (parameters and buffers, on the CPU), the state of every
+        ``torch.Generator`` attribute (the seeded draws of RLW, PCGrad, GradDrop, ...) and the
+        :attr:`resume_attributes`. A method keeping more overrides this and
+        :meth:`load_resume_state`."""
+        generators = {name: (str(value.device), value.get_state()) for name, value in vars(self).items()
+                      if isinstance(value, torch.Generator)}
+        python = {name: copy.deepcopy(_cpu(getattr(self, name))) for name in self.resume_attributes}
+        return {"state_dict": {k: v.detach().cpu().clone() for k, v in self.state_dict().items()},
+                "generators": generators, "python": python}
+
+    def load_resume_state(self, state: Mapping[str, Any]) -> None:
+        """Restore what :meth:`resume_state` returned (on this module's device)."""
+        self.load_state_dict(state["state_dict"])
+        for name, (gen_device, gen_state) in state.get("generators", {}).items():
+            current = getattr(self, name, None)
+            if not isinstance(current, torch.Generator) or str(current.device) != gen_device:
+                current = torch.Generator(device=gen_device)  # one made lazily (GradDrop's)
+                setattr(self, name, current)
+            current.set_state(gen_state)
+        device = next((t.device for t in [*self.parameters(), *self.buffers()]), torch.device("cpu"))
+        for name, value in state.get("python", {}).items():
+            setattr(self, name, _to(value, device))
+
 
 def shares_representation(model: nn.Module) -> bool:
     """Whether ``model`` passes one representation that every task reads through ``share()``.
@@ -195,6 +224,21 @@ def masked_softmax(logits: Tensor, flags: Tensor) -> Tensor:
     # exp of 0 (not of the logit) where unflagged: no overflow there, so no NaN in the backward
     e = torch.where(flags, torch.exp(torch.where(flags, logits - top, torch.zeros_like(logits))), torch.zeros_like(logits))
     return e / e.sum().clamp_min(torch.finfo(e.dtype).tiny)
+
+
+def _cpu(value: Any) -> Any:
+    return _to(value, torch.device("cpu"))
+
+
+def _to(value: Any, device: torch.device) -> Any:
+    """``value`` with every tensor in it (in lists, tuples, dicts) moved to ``device``."""
+    if isinstance(value, Tensor):
+        return value.detach().to(device)
+    if isinstance(value, (list, tuple)):
+        return type(value)(_to(v, device) for v in value)
+    if isinstance(value, dict):
+        return {k: _to(v, device) for k, v in value.items()}
+    return value
 
 
 def _device(losses: Mapping[str, Tensor]) -> torch.device:

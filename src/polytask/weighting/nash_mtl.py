@@ -113,6 +113,9 @@ class NashMTL(GradientWeighting):
 
     modes = ("parameter",)
 
+    #: the step count (``update_every``) and the warm-start solution
+    resume_attributes = ("_calls", "_alpha", "_alpha_tasks")
+
     def __init__(self, tasks: Sequence[Task], *, max_norm: float = 1.0, update_every: int = 1,
                  mode: str | None = None) -> None:
         super().__init__(tasks, mode=mode)
