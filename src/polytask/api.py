@@ -188,8 +188,6 @@ def _train_run(
         raise ConfigError("--resume continues an interrupted run of --out: give --out")
     if resume and overwrite:
         raise ConfigError("--resume and --overwrite contradict each other: --overwrite discards what --resume continues")
-    if resume and launch.world_size > 1:
-        raise ConfigError("--resume is not supported under torchrun yet: resume the run in a single process")
     if out_dir is not None:  # refused before any data is read
         check_not_locked(out_dir)
         check_output(out_dir, overwrite, resume)
@@ -229,10 +227,12 @@ def _train_run(
     test_t = pre.transform(splits.test, src.get("test", "test")) if splits.test is not None else None
 
     # under torchrun only rank 0 writes the run directory and shows progress
-    work_dir = out_dir.with_name(out_dir.name + ".partial") if out_dir is not None and launch.is_main else None
-    state = _read_resume(work_dir) if resume and work_dir is not None else None
+    partial = out_dir.with_name(out_dir.name + ".partial") if out_dir is not None else None
+    work_dir = partial if launch.is_main else None
+    # every process reads the state (each restores its own RNG states); rank 0 alone writes it
+    state = _read_resume(partial) if resume and partial is not None else None
     if resume and state is None and launch.is_main:
-        print(f"--resume: {work_dir} has no completed epoch to continue from; starting a fresh run")
+        print(f"--resume: {partial} has no completed epoch to continue from; starting a fresh run")
 
     # 2. model, weighting, trainer (parameter checks raise ConfigError naming the key)
     def build(structure: dict[str, Any]) -> tuple[Any, Any, Run, Trainer]:
@@ -264,7 +264,7 @@ def _train_run(
             log_path=(work_dir / LOG) if work_dir is not None else None,
             on_improve=(lambda tr: run.save_checkpoint(work_dir, tr.best_epoch)) if work_dir is not None else None,
             callbacks=callbacks or (),
-            resume_path=(work_dir / RESUME) if work_dir is not None else None,
+            resume_path=(partial / RESUME) if partial is not None else None,
         )
         return model, transfer, run, trainer
 
@@ -273,7 +273,7 @@ def _train_run(
     # every hyperparameter as used, defaults included: config.yaml documents the run and rebuilds it
     run.config = cfg = resolve_config(cfg, trainer)
     if state is not None:
-        _check_same_config(work_dir, cfg)
+        _check_same_config(partial, cfg)
         if state["structure"] and state["structure"] != model.structure():  # a model that changed shape (FAFS)
             model, transfer, run, trainer = build(state["structure"])
             run.config = cfg

@@ -5,6 +5,7 @@ stopped; a resume with another config is refused with one line naming the first 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -275,3 +276,70 @@ def test_resume_with_another_config_is_refused(csv_work, monkeypatch):
     assert len(lines) == 1, lines
     assert "config differs" in lines[0] and "optimizer.lr: 0.001 there, 0.01 now" in lines[0], lines[0]
     assert {p.name: p.read_bytes() for p in partial.iterdir()} == before  # nothing touched
+
+
+# -- torchrun: two processes, killed, resumed by two processes -------------------------------------
+TORCHRUN_CONFIG = """data:
+  train: train.csv
+  validation: valid.csv
+  tasks: [click, {name: spend, kind: regression}]
+model: {name: shared_bottom, bottom_hidden: [8], tower_hidden: [4], dropout: 0.2}
+weighting: {name: famo}
+train: {epochs: 8, batch_size: 15, patience: null, progress: false, device: cpu, seed: 0, threads: 1}
+"""
+
+
+def torchrun_train(work: Path, out: str, *args: str) -> subprocess.Popen:
+    exe = str(Path(sys.executable).with_name("polytask"))
+    return subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                             "--no-python", exe, "train", "cfg.yaml", "--out", out, *args],
+                            cwd=work, env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+
+def descendants(pid: int) -> list[int]:
+    """The processes below ``pid`` (from /proc), children first."""
+    parents = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        children = [p for p, parent in parents.items() if parent == current]
+        found += children
+        todo += children
+    return found
+
+
+@pytest.mark.slow
+def test_torchrun_sigkill_then_resume_is_bit_identical(csv_work):
+    """Each process restores its own RNG states (the shards of 7 and 8 rows draw different dropout masks)."""
+    (csv_work / "cfg.yaml").write_text(TORCHRUN_CONFIG)
+    whole = torchrun_train(csv_work, "whole")
+    w_out, w_err = whole.communicate(timeout=300)
+    assert whole.returncode == 0, w_err[-3000:]
+    killed = torchrun_train(csv_work, "run")
+    resume_file = csv_work / "run.partial" / RESUME
+    deadline = time.monotonic() + 120
+    while not resume_file.exists() and killed.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert killed.poll() is None, f"the run ended before it could be killed: {killed.communicate()}"
+    for pid in [*descendants(killed.pid), killed.pid]:  # the workers (in sessions of their own), then torchrun
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    killed.communicate()
+    time.sleep(0.2)  # the workers' last file operations, if any, have ended
+    assert not (csv_work / "run").exists()
+    state = torch.load(resume_file, weights_only=False)
+    assert state["world_size"] == 2 and len(state["rng"]) == 2 and 1 <= state["epoch"] < 8
+    assert not torch.equal(state["rng"][0]["torch"], state["rng"][1]["torch"])  # the shards drew differently
+
+    resumed = torchrun_train(csv_work, "run", "--resume")
+    r_out, r_err = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, r_err[-3000:]
+    a = torch.load(csv_work / "whole" / CHECKPOINT, weights_only=True)
+    b = torch.load(csv_work / "run" / CHECKPOINT, weights_only=True)
+    assert_same_weights(a["state_dict"], b["state_dict"])
+    assert without_timing(read_log(csv_work / "run")) == without_timing(read_log(csv_work / "whole"))

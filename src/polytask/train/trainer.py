@@ -558,7 +558,15 @@ class Trainer:
         optimiser, scheduler and AMP scaler, the weighting's :meth:`~Weighting.resume_state`, the
         early-stopping state (best score, epoch and weights, stale count, the monitor's reference
         losses), the history, the step counter and the RNG states (torch CPU and CUDA, numpy,
-        ``random``); the batch order of the next epoch is a function of ``seed`` and the epoch."""
+        ``random``) of every process (``rng[rank]``; in a torchrun every process must call this, as
+        it gathers them); the batch order of the next epoch is a function of ``seed`` and the epoch."""
+        rng: list[Any] = [get_rng_state()]
+        if self.world_size > 1:
+            import torch.distributed as dist
+
+            rng = [None] * self.world_size
+            dist.all_gather_object(rng, get_rng_state())
+
         def cpu(state: Mapping[str, Tensor] | None) -> dict[str, Tensor] | None:
             return None if state is None else {k: v.detach().cpu().clone() for k, v in state.items()}
 
@@ -574,15 +582,17 @@ class Trainer:
             "best_score": self.best_score, "best_epoch": self.best_epoch, "best_state": cpu(self.best_state),
             "stale": self.stale, "history": copy.deepcopy(self.history),
             "reference_losses": dict(self.reference_losses) if self.reference_losses is not None else None,
-            "step": self.step, "rng": get_rng_state(),
+            "step": self.step, "world_size": self.world_size, "rng": rng,
         }
 
     def save_resume(self, path: str | os.PathLike, epoch: int) -> None:
         """Write :meth:`resume_state` to ``path`` atomically (a kill mid-write leaves the previous
-        file)."""
+        file); in a torchrun every process calls it, rank 0 writes."""
         from polytask.fileio import atomic_path
 
         state = self.resume_state(epoch)
+        if self.rank != 0:
+            return
         with atomic_path(path) as tmp:
             torch.save(state, tmp)
 
@@ -592,6 +602,9 @@ class Trainer:
         ``{**params, **state["structure"]}``); a mismatch is a TrainingError."""
         if state.get("format") != RESUME_FORMAT:
             raise TrainingError("not a polytask resume file")
+        if state["world_size"] != self.world_size:
+            raise ConfigError(f"--resume: the interrupted run was trained by {state['world_size']} process(es), this one "
+                              f"by {self.world_size}; resume with as many (torchrun --nproc_per_node)")
         structure = self.model.structure() if hasattr(self.model, "structure") else {}
         if structure != state["structure"]:
             raise TrainingError(f"the model's structure {structure} is not the saved one {state['structure']}")
@@ -613,7 +626,7 @@ class Trainer:
         self.reference_losses = dict(state["reference_losses"]) if state["reference_losses"] is not None else None
         self.step = state["step"]
         self.start_epoch = state["epoch"] + 1
-        self._resume_rng = state["rng"]
+        self._resume_rng = state["rng"][self.rank]
 
     def _step_scheduler(self, record: dict[str, Any]) -> None:
         if self.scheduler is None:
