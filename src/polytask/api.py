@@ -31,7 +31,7 @@ from polytask.data.sources import load_splits
 from polytask.errors import ConfigError, DataError
 from polytask.fileio import OutputLock, atomic_write_text, check_not_locked, json_dumps, make_dirs
 from polytask.models import create_model
-from polytask.run import CONFIG, DATA, LOG, RESUME, Run, check_output, replace_directory, write_manifest
+from polytask.run import CONFIG, DATA, ENCODERS, LOG, RESUME, Run, check_output, replace_directory, write_manifest
 from polytask.train.trainer import RESUME_FORMAT, Trainer, _jsonable
 from polytask.weighting import create_weighting
 
@@ -274,6 +274,7 @@ def _train_run(
     run.config = cfg = resolve_config(cfg, trainer)
     if state is not None:
         _check_same_config(partial, cfg)
+        _check_same_encoders(partial, pre)
         if state["structure"] and state["structure"] != model.structure():  # a model that changed shape (FAFS)
             model, transfer, run, trainer = build(state["structure"])
             run.config = cfg
@@ -352,6 +353,22 @@ def _check_same_config(work_dir: Path, cfg: Config) -> None:
         raise ConfigError(
             f"--resume: the config differs from the interrupted run's ({path}) at {where or 'the top level'}: "
             f"{old} there, {new} now; resume with the same config, or pass --overwrite to start over"
+        )
+
+
+def _check_same_encoders(work_dir: Path, pre: Preprocessor) -> None:
+    """ConfigError when the encoders fitted now differ from the interrupted run's: the same config
+    over changed training data would otherwise continue on other data."""
+    path = work_dir / ENCODERS
+    try:
+        saved = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{path}: cannot read the interrupted run's encoders ({exc})") from None
+    key = _first_difference(saved, json.loads(json.dumps(pre.to_dict())))
+    if key is not None:
+        raise ConfigError(
+            f"--resume: the training data differs from the interrupted run's: the encoders fitted now differ from "
+            f"{path} at {key[0] or 'the top level'}; resume on the same data, or pass --overwrite to start over"
         )
 
 

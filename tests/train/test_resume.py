@@ -278,6 +278,18 @@ def test_resume_with_another_config_is_refused(csv_work, monkeypatch):
     assert {p.name: p.read_bytes() for p in partial.iterdir()} == before  # nothing touched
 
 
+
+def test_resume_on_changed_training_data_is_refused(csv_work, monkeypatch):
+    monkeypatch.chdir(csv_work)
+    with pytest.raises(Killed):
+        polytask.fit(yaml.safe_load((csv_work / "config.yaml").read_text()), out=csv_work / "run",
+                     callbacks=[kill_after(1)])
+    make_frame(600, 7).to_csv(csv_work / "train.csv", index=False)  # same config, other rows
+    result = runner.invoke(app, ["train", "config.yaml", "--out", "run", "--resume"])
+    assert result.exit_code == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "the training data differs" in lines[0] and "encoders.json" in lines[0], lines
+
 # -- torchrun: two processes, killed, resumed by two processes -------------------------------------
 TORCHRUN_CONFIG = """data:
   train: train.csv
