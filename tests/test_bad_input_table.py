@@ -439,6 +439,14 @@ def config_cases() -> list:
         ("optimizer-negative-eps", with_set("optimizer.eps=-1"), ["optimizer"]),
         ("optimizer-betas-wrong-type", with_set("optimizer.betas=fast"), ["optimizer.betas"]),
         ("scheduler-unknown-param", with_config(section("scheduler", name="step", gammaa=0.5)), ["scheduler.gammaa"]),
+        ("ple-no-experts", with_config(section("model", name="ple", shared_experts=0, specific_experts=0)), ["model 'ple'"]),
+        ("weighting-fixed-weights-list", with_config(section("weighting", name="fixed", weights=[1.0])), ["weighting.weights"]),
+        ("split-leaves-no-training-rows", with_config(lambda c: (c["data"].pop("validation"),
+                                                                 c["data"].update(split={"validation": 0.6, "test": 0.5}))),
+         ["data.split"]),
+        ("sequence-max-len-0", with_config(lambda c: c["data"]["features"].update(sequence=[{"name": "words", "max_len": 0}])),
+         ["data.features.sequence.0.max_len"]),
+        ("train-patience-negative", with_set("train.patience=-1"), ["train.patience"]),
     ]
     # task kinds and their options
     cases += [
@@ -586,6 +594,14 @@ def run_cases() -> list:
         ("evaluate-data-missing-label", lambda w, b: (copy_data(w, b), run_copy(w, b),
                                                       input_file("nobuy.csv", drop("buy"))(w, b),
                                                       ["evaluate", "myrun", "--data", "nobuy.csv"])[3], ["nobuy.csv", "'buy'"]),
+        ("evaluate-data-bad-binary-label", lambda w, b: (copy_data(w, b), run_copy(w, b),
+                                                         input_file("lab.csv", set_value("click", 4, "3"))(w, b),
+                                                         ["evaluate", "myrun", "--data", "lab.csv"])[3],
+         ["lab.csv", "'click'", "row 4"]),
+        ("evaluate-data-inf-feature", lambda w, b: (copy_data(w, b), run_copy(w, b),
+                                                    input_file("infe.csv", set_value("age", 6, "-inf"))(w, b),
+                                                    ["evaluate", "myrun", "--data", "infe.csv"])[3],
+         ["infe.csv", "'age'", "row 6"]),
         ("evaluate-data-missing-file", lambda w, b: (run_copy(w, b), ["evaluate", "myrun", "--data", "gone.csv"])[1],
          ["gone.csv"]),
     ]
