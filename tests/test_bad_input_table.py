@@ -463,6 +463,21 @@ def config_cases() -> list:
         ("feature-pattern-no-match", with_config(lambda c: c["data"]["features"]["numeric"].append("zz*")), ["zz*"]),
         ("feature-bad-regex", with_config(lambda c: c["data"]["features"]["numeric"].append("re:(")), ["re:("]),
         ("label-declared-as-feature", with_config(lambda c: c["data"]["features"]["numeric"].append("spend")), ["spend"]),
+        # values the kinds refuse in their constructors (were tracebacks: ValueError escaped the CLI)
+        ("multiclass-num-classes-1", with_config(task_edit(3, num_classes=1)), ["data.tasks.3", "num_classes"]),
+        ("multiclass-classes-vs-num-classes", with_config(task_edit(3, num_classes=3, classes=["a", "b"])),
+         ["data.tasks.3", "classes"]),
+        ("regression-std-0", with_config(task_edit(2, mean=0.0, std=0.0)), ["data.tasks.2", "std"]),
+        ("ranking-k-0", with_config(task_edit(None, name="rank", kind="ranking", label="rel", group="q", k=0)), ["k must be"]),
+        ("multilabel-no-labels", with_config(task_edit(None, name="ml", kind="multilabel", labels=[])), ["labels"]),
+        ("tagging-max-len-0", with_config(task_edit(None, name="tags", kind="tagging", tokens="words", max_len=0)),
+         ["max_len"]),
+        # sizes the blocks refuse (were tracebacks from torch, or silently zero-width layers)
+        ("mmoe-negative-expert-width", with_set("model.expert_hidden=[-8]"), ["model 'mmoe'", "[-8]"]),
+        ("mmoe-zero-expert-width", with_set("model.expert_hidden=[0]"), ["model 'mmoe'", "[0]"]),
+        ("mmoe-negative-tower-width", with_set("model.tower_hidden=[-1]"), ["model 'mmoe'", "[-1]"]),
+        ("mmoe-embedding-dim-0", with_set("model.embedding_dim=0"), ["embedding_dim"]),
+        ("scheduler-step-size-0", with_config(section("scheduler", name="step", step_size=0)), ["scheduler.step_size"]),
     ]
     return cases
 

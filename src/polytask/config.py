@@ -22,7 +22,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.fields import FieldInfo
 
-from polytask.errors import ConfigError
+from polytask.errors import ConfigError, PolytaskError
 from polytask.params import (
     StrictCheck,
     StrictFloat,
@@ -388,7 +388,13 @@ def check_task_kinds(tasks: list[TaskConfig], *, where: str) -> None:
             raise ConfigError(
                 f"{where}.{i}.kind: unknown task kind {task.kind!r}; registered: {', '.join(TASK_KINDS.names())}"
             ) from None
-        validate_params(cls, task.options(), where=f"{where}.{i}")
+        checked = validate_params(cls, task.options(), where=f"{where}.{i}")
+        try:
+            cls(**checked)  # the values the kind refuses (num_classes: 1, k: 0, ...), before any data is read
+        except PolytaskError as exc:
+            raise ConfigError(f"{where}.{i}: {exc}") from None
+        except ValueError as exc:
+            raise ConfigError(f"{where}.{i} (task {task.name!r}): {exc}") from None
 
 
 def load_config(

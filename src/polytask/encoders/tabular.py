@@ -28,6 +28,8 @@ class TabularInput(InputEncoder):
 
     def __init__(self, spec: InputSpec, embedding_dim: int = 4) -> None:
         super().__init__()
+        if (spec.cardinalities or spec.sequences) and embedding_dim < 1:
+            raise ValueError(f"embedding_dim must be >= 1, got {embedding_dim}")
         self.spec = spec
         self.categorical = FusedEmbedding(spec.cardinalities, embedding_dim) if spec.cardinalities else None
         self.sequences = nn.ModuleDict(

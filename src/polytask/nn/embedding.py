@@ -33,6 +33,8 @@ class FusedEmbedding(nn.Module):
 
     def __init__(self, cardinalities: list[int], dim: int) -> None:
         super().__init__()
+        if dim < 1:
+            raise ValueError(f"embedding_dim must be >= 1, got {dim}")
         self.num_fields, self.dim = len(cardinalities), dim
         # int32, like the ids the preprocessor stores: adding them needs no type promotion, and
         # index_select / index_add_ take int32 indices

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from polytask.nn.mlp import activation
+from polytask.nn.mlp import activation, check_widths
 
 
 def softmax_last(x: Tensor) -> Tensor:
@@ -29,6 +29,7 @@ class ParallelLinear(nn.Module):
 
     def __init__(self, n: int, in_dim: int, out_dim: int, *, bias: bool = True) -> None:
         super().__init__()
+        check_widths([out_dim], "layer widths")
         self.n, self.in_dim, self.out_dim = n, in_dim, out_dim
         self.weight = nn.Parameter(torch.empty(n, in_dim, out_dim))
         self.bias = nn.Parameter(torch.empty(n, 1, out_dim)) if bias else None
@@ -60,6 +61,7 @@ class ParallelMLP(nn.Module):
 
     def __init__(self, n: int, in_dim: int, hidden: Sequence[int], *, act: str = "relu", dropout: float = 0.0) -> None:
         super().__init__()
+        check_widths(hidden)
         self.n = n
         layers: list[nn.Module] = []
         width = in_dim

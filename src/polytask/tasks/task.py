@@ -43,6 +43,7 @@ class Task:
         weight_column: str | None = None,
         **options: Any,
     ) -> None:
+        from polytask.errors import ConfigError, PolytaskError
         from polytask.params import validate_params
         from polytask.registry import TASK_KINDS
 
@@ -59,8 +60,10 @@ class Task:
         checked = validate_params(cls, {k: v for k, v in options.items() if v is not None}, where=f"task {name!r}")
         try:
             self.spec: TaskKind = cls(**checked)
-        except ValueError as exc:
-            raise ValueError(f"task {name!r}: {exc}") from None
+        except PolytaskError:
+            raise
+        except ValueError as exc:  # an option value the kind refuses
+            raise ConfigError(f"task {name!r}: {exc}") from None
 
     # -- what the kind decides ------------------------------------------------------------------
     @property

@@ -61,4 +61,7 @@ def create_scheduler(name: str, optimizer: torch.optim.Optimizer, options: Mappi
         options.setdefault("step_size", max(1, epochs // 3))
     if name == "exponential":
         options.setdefault("gamma", 0.9)
+    for key in ("step_size", "T_max"):  # torch accepts 0 here and divides by it at the first step
+        if key in options and isinstance(options[key], int) and options[key] < 1:
+            raise ConfigError(f"scheduler.{key}: must be >= 1, got {options[key]}")
     return _build("scheduler", name, SCHEDULERS, optimizer, options, "optimizer")
