@@ -163,10 +163,13 @@ def train_run(
 
     launch = setup_from_environment(cfg.train.device)  # torchrun: one process per device
     try:
-        return _train_run(cfg, launch, data_dir=data_dir, out=out, overwrite=overwrite, tables=tables,
-                          callbacks=callbacks, init_run=init_run, resume=resume)
-    finally:
-        shutdown(launch)
+        run = _train_run(cfg, launch, data_dir=data_dir, out=out, overwrite=overwrite, tables=tables,
+                         callbacks=callbacks, init_run=init_run, resume=resume)
+    except BaseException:
+        shutdown(launch, failed=True)  # no barrier: the other processes may never reach it
+        raise
+    shutdown(launch)
+    return run
 
 
 def _train_run(
@@ -188,7 +191,10 @@ def _train_run(
         raise ConfigError("--resume continues an interrupted run of --out: give --out")
     if resume and overwrite:
         raise ConfigError("--resume and --overwrite contradict each other: --overwrite discards what --resume continues")
-    if out_dir is not None:  # refused before any data is read
+    if out_dir is not None and launch.is_main:  # refused before any data is read
+        # rank 0 alone: it writes the run; another rank would race with its own rank 0 (which may
+        # already hold the lock or have made <out>.partial), and a refusal on rank 0 ends every
+        # process (no barrier after a failure, torchrun stops the rest)
         check_not_locked(out_dir)
         check_output(out_dir, overwrite, resume)
     # data files as absolute paths, so the saved config.yaml (and `polytask evaluate RUN`) does not

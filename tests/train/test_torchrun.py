@@ -56,3 +56,24 @@ def test_torchrun_two_processes_match_one(tmp_path):
     assert a.keys() == b.keys()
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(sys.platform == "win32", reason="torchrun with gloo")
+def test_a_refusal_on_rank_0_ends_every_process_instead_of_hanging(tmp_path):
+    """Rank 0 alone checks the output (it writes the run); when it refuses, the other process is
+    already training and waits in a collective rank 0 never joins. Rank 0 must leave without a
+    barrier so torchrun stops the rest: one error line, a non-zero exit, in seconds, not a hang."""
+    _write_inputs(tmp_path)
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("a user's file")  # not a run: refused even with --overwrite
+    polytask_bin = str(Path(sys.executable).with_name("polytask"))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    multi = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                            "--no-python", polytask_bin, "train", "cfg.yaml", "--out", "mine", "--overwrite",
+                            "--set", "train.epochs=50"],
+                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert multi.returncode != 0
+    assert "error: --out mine: exists and is not a polytask run directory" in multi.stderr
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "a user's file"
+    assert not (tmp_path / "mine.partial").exists()

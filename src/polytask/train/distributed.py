@@ -63,12 +63,16 @@ def setup_from_environment(device: str = "auto") -> Launch:
     return Launch(world_size=dist.get_world_size(), rank=dist.get_rank(), device=device, started_here=started)
 
 
-def shutdown(launch: Launch) -> None:
-    """Tear down the process group if :func:`setup_from_environment` created it."""
+def shutdown(launch: Launch, *, failed: bool = False) -> None:
+    """Tear down the process group if :func:`setup_from_environment` created it. After a failure
+    in this process (``failed``) there is no barrier: the other processes may be waiting in a
+    collective this one will never join, so waiting for them would hang every process; this one
+    leaves at once, and torchrun stops the others when it sees it exit with an error."""
     if launch.started_here:
         import torch.distributed as dist
 
-        dist.barrier()
+        if not failed:
+            dist.barrier()
         dist.destroy_process_group()
 
 
