@@ -105,6 +105,23 @@ def make_batch(spec: InputSpec, tasks: list[Task], n: int, seed: int = 0) -> Bat
     return Batch(features, labels, masks, {})
 
 
+def make_frame(n: int, seed: int):
+    """A small clicks table (pandas) for end-to-end runs: age, city, score, a binary ``click``
+    driven by score, a three-way ``segment`` and a regression target ``spend``."""
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    score = rng.normal(size=n).round(4)
+    city = rng.choice(["paris", "rome", "oslo"], n)
+    age = rng.integers(18, 70, n)
+    return pd.DataFrame({
+        "age": age, "city": city, "score": score,
+        "click": (rng.random(n) < 1 / (1 + np.exp(-2 * score))).astype(np.int64),
+        "segment": np.where(score > 0.5, "high", np.where(score < -0.5, "low", "mid")),
+        "spend": (age * 0.05 + score + rng.normal(size=n) * 0.1).round(3),
+    })
+
+
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(0)

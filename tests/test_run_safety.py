@@ -29,6 +29,8 @@ import torch
 import yaml
 from typer.testing import CliRunner
 
+from conftest import make_frame
+
 import polytask
 from polytask.cli import app
 from polytask.errors import ConfigError, DataError
@@ -45,19 +47,6 @@ TASKS = [
 MODEL = {"name": "shared_bottom", "bottom_hidden": [8], "tower_hidden": [4]}
 OPTIONS = {"epochs": 2, "batch_size": 64, "progress": False, "seed": 0, "device": "cpu"}
 RUN_FILES = {"config.yaml", "encoders.json", "model.pt", "metrics.jsonl", "metrics.json", "data.json", "manifest.json"}
-
-
-def make_frame(n: int, seed: int) -> pd.DataFrame:
-    rng = np.random.default_rng(seed)
-    score = rng.normal(size=n).round(4)
-    city = rng.choice(["paris", "rome", "oslo"], n)
-    age = rng.integers(18, 70, n)
-    return pd.DataFrame({
-        "age": age, "city": city, "score": score,
-        "click": (rng.random(n) < 1 / (1 + np.exp(-2 * score))).astype(np.int64),
-        "segment": np.where(score > 0.5, "high", np.where(score < -0.5, "low", "mid")),
-        "spend": (age * 0.05 + score + rng.normal(size=n) * 0.1).round(3),
-    })
 
 
 def invoke(*args: object, **kwargs):

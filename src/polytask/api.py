@@ -16,7 +16,6 @@ import inspect
 import json
 import os
 import random
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +28,9 @@ from polytask.data.io import to_arrow
 from polytask.data.preprocessor import Preprocessor
 from polytask.data.sources import load_splits
 from polytask.errors import ConfigError, DataError
-from polytask.fileio import OutputLock, atomic_write_text, check_not_locked, json_dumps, make_dirs
+from polytask.fileio import atomic_write_text, check_not_locked, json_dumps
 from polytask.models import create_model
-from polytask.run import CONFIG, DATA, ENCODERS, LOG, RESUME, Run, check_output, replace_directory, write_manifest
+from polytask.run import CONFIG, DATA, ENCODERS, LOG, RESUME, Run, check_output, writing_run
 from polytask.train.trainer import RESUME_FORMAT, Trainer, _jsonable
 from polytask.weighting import create_weighting
 
@@ -289,38 +288,22 @@ def _train_run(
     if work_dir is None or out_dir is None:
         return _fit(run, trainer, cfg, train_t, val_t, test_t, transfer)
     # 3. the run directory: under an exclusive lock, written into <out>.partial, renamed when complete
-    make_dirs(out_dir.parent)
-    with OutputLock(out_dir):
-        check_output(out_dir, overwrite, resume)  # again, now that no other run can change it
+    # (a resumed run's .partial holds the stopped run's progress: it is kept on an error)
+    with writing_run(out_dir, overwrite=overwrite, resume=resume, keep=state is not None) as work_dir:
         if state is not None and not (work_dir / RESUME).is_file():
             raise ConfigError(f"--resume: {work_dir / RESUME} disappeared while this run started; nothing to continue")
-        if state is None and (work_dir.exists() or work_dir.is_symlink()):
-            # the remains of an interrupted run: --overwrite given, or --resume without a completed epoch
-            shutil.rmtree(work_dir)
-        try:
-            run.save_static(work_dir)
-            atomic_write_text(work_dir / DATA, json_dumps({
-                "sources": splits.sources, "notes": splits.notes,
-                "inferred_features": [{"column": c, "decision": d, "reason": r} for c, d, r in splits.inferred],
-                "rows": {"train": len(train_t), "validation": len(val_t) if val_t else 0,
-                         "test": len(test_t) if test_t else 0}}, indent=1))
-            if state is not None:  # one log line per epoch: drop those of an epoch the stopped run did not save
-                atomic_write_text(work_dir / LOG, "".join(json.dumps(r, default=_jsonable) + "\n"
-                                                          for r in state["history"]))
-            _fit(run, trainer, cfg, train_t, val_t, test_t, transfer)
-            run.save_checkpoint(work_dir, trainer.best_epoch)
-            run.save_metrics(work_dir)
-            # the finished run does not keep its resume state (it is not a run file a user needs)
-            (work_dir / RESUME).unlink(missing_ok=True)
-            write_manifest(work_dir)
-        except Exception:
-            # this process's own unfinished run: nothing in it is the user's, and leaving it would
-            # make the next run refuse <out>.partial as the remains of an interrupted one. A resumed
-            # run's .partial holds the stopped run's progress: it stays, to be resumed again.
-            if state is None:
-                shutil.rmtree(work_dir, ignore_errors=True)
-            raise
-        replace_directory(work_dir, out_dir)
+        run.save_static(work_dir)
+        atomic_write_text(work_dir / DATA, json_dumps({
+            "sources": splits.sources, "notes": splits.notes,
+            "inferred_features": [{"column": c, "decision": d, "reason": r} for c, d, r in splits.inferred],
+            "rows": {"train": len(train_t), "validation": len(val_t) if val_t else 0,
+                     "test": len(test_t) if test_t else 0}}, indent=1))
+        if state is not None:  # one log line per epoch: drop those of an epoch the stopped run did not save
+            atomic_write_text(work_dir / LOG, "".join(json.dumps(r, default=_jsonable) + "\n"
+                                                      for r in state["history"]))
+        _fit(run, trainer, cfg, train_t, val_t, test_t, transfer)
+        run.save_checkpoint(work_dir, trainer.best_epoch)
+        run.save_metrics(work_dir)
     run.directory = out_dir
     return run
 

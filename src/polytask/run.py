@@ -27,6 +27,8 @@ import os
 import shutil
 import warnings
 import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -157,24 +159,13 @@ class Run:
         if d.name in ("", ".", ".."):
             d = Path(os.path.abspath(d))
         check_output(d, overwrite)
-        make_dirs(d.parent)
-        with OutputLock(d):
-            check_output(d, overwrite)
-            work = d.with_name(d.name + ".partial")
-            if work.exists():
-                shutil.rmtree(work)
-            try:
-                self.save_static(work)
-                self.save_checkpoint(work)
-                if self.metrics:
-                    self.save_metrics(work)
-                if self.history:
-                    atomic_write_text(work / LOG, "".join(json_dumps(r) + "\n" for r in self.history))
-                write_manifest(work)
-            except Exception:
-                shutil.rmtree(work, ignore_errors=True)
-                raise
-            replace_directory(work, d)
+        with writing_run(d, overwrite=overwrite) as work:
+            self.save_static(work)
+            self.save_checkpoint(work)
+            if self.metrics:
+                self.save_metrics(work)
+            if self.history:
+                atomic_write_text(work / LOG, "".join(json_dumps(r) + "\n" for r in self.history))
         self.directory = d
 
     @classmethod
@@ -365,6 +356,32 @@ def _load_config(path: Path) -> Config:
         return config_from_dict(raw)
     except ConfigError as exc:
         raise DataError(f"{path}: the run's config is damaged: {' '.join(str(exc).split())}") from None
+
+
+@contextmanager
+def writing_run(out_dir: Path, *, overwrite: bool, resume: bool = False, keep: bool = False) -> Iterator[Path]:
+    """Write a run directory as every writer must: under the ``<out>.lock`` lock, into
+    ``<out>.partial`` (yielded), then a manifest and the rename into ``<out>``. A stale
+    ``.partial`` is cleared first and this writer's own is removed on an error, unless ``keep``
+    (a resumed run's ``.partial`` holds the stopped run's progress). The finished run does not
+    keep its resume state."""
+    make_dirs(out_dir.parent)
+    with OutputLock(out_dir):
+        check_output(out_dir, overwrite, resume)  # again, now that no other run can change it
+        work = out_dir.with_name(out_dir.name + ".partial")
+        if not keep and (work.exists() or work.is_symlink()):
+            shutil.rmtree(work)  # the remains of an interrupted run: --overwrite given, or nothing to resume
+        try:
+            yield work
+            (work / RESUME).unlink(missing_ok=True)
+            write_manifest(work)
+        except Exception:
+            # this writer's own unfinished run: leaving it would make the next run refuse it as the
+            # remains of an interrupted one
+            if not keep:
+                shutil.rmtree(work, ignore_errors=True)
+            raise
+        replace_directory(work, out_dir)
 
 
 def _load_encoders(path: Path) -> Preprocessor:

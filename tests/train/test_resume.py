@@ -14,12 +14,12 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
 import pytest
 import torch
 import yaml
 from typer.testing import CliRunner
+
+from conftest import make_frame
 
 import polytask
 from polytask.cli import app
@@ -32,19 +32,6 @@ runner = CliRunner()
 
 TASKS = [{"name": "click"}, {"name": "spend", "kind": "regression"}, {"name": "segment", "kind": "multiclass"}]
 OPTIONS = {"epochs": 4, "batch_size": 32, "progress": False, "seed": 3, "device": "cpu", "patience": 10}
-
-
-def make_frame(n: int, seed: int) -> pd.DataFrame:
-    rng = np.random.default_rng(seed)
-    score = rng.normal(size=n).round(4)
-    city = rng.choice(["paris", "rome", "oslo"], n)
-    age = rng.integers(18, 70, n)
-    return pd.DataFrame({
-        "age": age, "city": city, "score": score,
-        "click": (rng.random(n) < 1 / (1 + np.exp(-2 * score))).astype(np.int64),
-        "segment": np.where(score > 0.5, "high", np.where(score < -0.5, "low", "mid")),
-        "spend": (age * 0.05 + score + rng.normal(size=n) * 0.1).round(3),
-    })
 
 
 TRAIN, VALID = make_frame(240, 0), make_frame(80, 1)
