@@ -68,9 +68,19 @@ class InputSpec:
     dense: dict[str, list[int]] = field(default_factory=dict)  # name -> shape
     numeric_names: list[str] = field(default_factory=list)
     categorical_names: list[str] = field(default_factory=list)
+    #: sequence features with character n-grams (``char_ngrams``): name -> n-gram vocabulary size
+    #: (incl. 0 = padding, 1 = unknown); the tensor ``ngrams:<name>`` is ``[B, max_len, G]``
+    #: n-gram ids per token position, aligned with ``seq:<name>``, 0-padded
+    ngrams: dict[str, int] = field(default_factory=dict)
+    #: sequence feature -> its vocabulary (id ``i + 2`` is ``vocabularies[name][i]``; 0 padding,
+    #: 1 unknown). Set while a run is built from data, so an encoder can load pretrained vectors
+    #: for its words; not saved (a loaded run's weights already hold them), so it is empty then.
+    vocabularies: dict[str, list[str]] = field(default_factory=dict, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        out.pop("vocabularies")
+        return out
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> InputSpec:

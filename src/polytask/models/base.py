@@ -126,6 +126,12 @@ class MultiTaskModel(nn.Module):
         """Penalties that belong to the method (e.g. soft sharing's parameter distance)."""
         return {}
 
+    def begin_task(self, name: str | None) -> None:
+        """Called by a training schedule that trains one task at a time (``train.schedule: jmt``)
+        before the first step on task ``name``; None when the schedule goes back to training
+        every task at once. A model whose method depends on which task is being trained
+        (JMT's successive regularisation snapshots the lower layers here) overrides it."""
+
     def diagnostics(self) -> dict[str, Any]:
         """Cheap, JSON-able facts about the last forward pass (e.g. mean gate weights)."""
         return {}

@@ -205,6 +205,14 @@ class TaskKind:
 
         return {task: pa.array(prediction.astype(np.float32))}
 
+    def label_predictions(self, task: Task, prediction: np.ndarray, table: pa.Table) -> dict[str, pa.Array]:
+        """Predictions in the form of the task's own label column(s): ``{label column: values}``
+        as the input file holds labels (a class name, a list of tags per row, head indices), so an
+        input file can be written back out with the predictions in place of its labels (CoNLL-U).
+        Default: the task's first prediction column under the label's name."""
+        produced = self.prediction_columns(task.name, prediction, table)
+        return {task.label: produced.get(task.name, next(iter(produced.values())))}
+
 
 def labelled_weight(mask: Tensor, weight: Tensor | None = None) -> Tensor:
     """The denominator of :func:`masked_mean`: the (row-weighted) number of labelled elements.

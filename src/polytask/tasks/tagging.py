@@ -270,3 +270,12 @@ class Tagging(Classes):
         names = np.array([str(c) for c in self.decode(np.arange(self.output_dim))], dtype=object)
         best = prediction.argmax(-1)
         return {task: pa.array([self.separator.join(names[best[r, :k]]) for r, k in enumerate(kept)], pa.string())}
+
+    def label_predictions(self, task: Task, prediction: np.ndarray, table: pa.Table) -> dict[str, pa.Array]:
+        """``{label column: one list of predicted tags per row}`` (a list column: what a CoNLL-U
+        or CoNLL-2000 file holds), for the tokens the sequence encoder kept."""
+        text, _ = split_lists(table.column(self.tokens), self.separator, source="input", column=self.tokens)
+        kept = np.minimum(np.diff(text.offsets.to_numpy()), self.max_len)
+        names = [str(c) for c in self.decode(np.arange(self.output_dim))]
+        best = prediction.argmax(-1)
+        return {task.label: pa.array([[names[i] for i in best[r, :k]] for r, k in enumerate(kept)], pa.list_(pa.string()))}
