@@ -251,3 +251,109 @@ def test_token_tasks_read_the_token_rows():
     assert out["y"].shape == (4,) and out["tag"].shape == (4, 6, 3)
     with pytest.raises(ValueError, match="token-level task"):
         create_model("mmoe", SPEC, tasks)
+
+
+# -- word representation: character n-grams and pretrained vectors --------------------------------------
+NGRAM_SPEC = InputSpec(sequences={"text": 12}, ngrams={"text": 9})
+NGRAM_IDS = torch.tensor([
+    [[2, 3, 0], [4, 0, 0], [5, 6, 7], [1, 0, 0], [0, 0, 0]],
+    [[8, 0, 0], [2, 2, 0], [0, 0, 0], [0, 0, 0], [0, 0, 0]],
+    [[3, 0, 0], [0, 0, 0], [0, 0, 0], [0, 0, 0], [0, 0, 0]],
+    [[0, 0, 0], [0, 0, 0], [0, 0, 0], [0, 0, 0], [0, 0, 0]],
+])
+
+
+def ngram_feats() -> dict[str, torch.Tensor]:
+    return {"seq:text": IDS, "ngrams:text": NGRAM_IDS}
+
+
+def test_char_ngrams_feed_the_word_representation_to_the_context_layer():
+    enc = TokenEncoder(NGRAM_SPEC, dim=4, hidden=3, char_ngrams=True, ngram_dim=2)
+    assert enc.words.out_dim == 6 and enc.context.input_size == 6
+    assert {"words.weight", "words.ngrams.weight"} <= set(enc.state_dict())
+    r = enc(ngram_feats()).reshape(4, 6, enc.out_dim)
+    assert torch.isfinite(r).all()
+    for i, n in enumerate(LENGTHS):
+        assert r[i, 1 + n:].abs().sum() == 0
+    # the n-grams matter: other n-gram ids give other token vectors
+    other = dict(ngram_feats(), **{"ngrams:text": torch.where(NGRAM_IDS > 0, 9 - NGRAM_IDS, 0)})
+    assert not torch.allclose(enc(other), enc(ngram_feats()))
+    enc(ngram_feats()).square().sum().backward()
+    assert enc.words.ngrams.weight.grad[2].abs().sum() > 0 and enc.words.ngrams.weight.grad[0].abs().sum() == 0
+
+
+def test_char_ngrams_with_the_transformer_widen_its_token_vectors():
+    enc = TokenEncoder(NGRAM_SPEC, kind="transformer", dim=4, heads=2, char_ngrams=True)
+    assert enc.token_dim == enc.out_dim == 8
+    assert rows_of(enc, ngram_feats()).shape == (4, 6, 8)
+    with pytest.raises(ValueError, match=r"heads \(3\) must divide the word representation's width 7"):
+        TokenEncoder(NGRAM_SPEC, kind="transformer", dim=6, heads=3, char_ngrams=True, ngram_dim=1)
+
+
+def rows_of(enc: TokenEncoder, f: dict[str, torch.Tensor]) -> torch.Tensor:
+    b, length = f["seq:text"].shape
+    return enc(f).reshape(b, length + 1, enc.out_dim)
+
+
+def test_char_ngrams_settings_are_checked():
+    with pytest.raises(ValueError, match="char_ngrams needs the character n-grams of feature 'text'.*declare it"):
+        TokenEncoder(SPEC, char_ngrams=True)
+    with pytest.raises(ValueError, match="ngram_dim .* set char_ngrams: true"):
+        TokenEncoder(NGRAM_SPEC, ngram_dim=3)
+    with pytest.raises(ValueError, match="freeze_embeddings .* set embeddings"):
+        TokenEncoder(SPEC, freeze_embeddings=True)
+    with pytest.raises(ConfigError, match=r"model\.encoder_params\.char_ngrams"):
+        make_input(SPEC, "tokens", params={"char_ngrams": "maybe"})
+    # without char_ngrams the n-gram tensor is not read
+    plain = TokenEncoder(NGRAM_SPEC, dim=4)
+    assert "words.ngrams.weight" not in plain.state_dict() and rows_of(plain, {"seq:text": IDS}).shape == (4, 6, 4)
+
+
+def _vocab_spec(words: list[str]) -> InputSpec:
+    return InputSpec(sequences={"text": len(words) + 2}, vocabularies={"text": words})
+
+
+def test_pretrained_vectors_initialise_the_word_table_and_freeze(tmp_path):
+    words = ["the", "cat", "sat"]
+    path = tmp_path / "vectors.txt"
+    path.write_text("2 3\ncat 1 2 3\nThe 4 5 6\n", encoding="utf-8")
+    enc = TokenEncoder(_vocab_spec(words), dim=3, embeddings=str(path), freeze_embeddings=True)
+    assert enc.vectors_found == 2  # "cat" exactly, "the" by its lower-cased form
+    torch.testing.assert_close(enc.words.weight[2], torch.tensor([4.0, 5.0, 6.0]))
+    torch.testing.assert_close(enc.words.weight[3], torch.tensor([1.0, 2.0, 3.0]))
+    assert enc.words.weight[0].abs().sum() == 0 and not enc.words.weight.requires_grad
+    ids = torch.tensor([[2, 3, 4, 0]])
+    enc(({"seq:text": ids})).square().sum().backward()
+    assert enc.words.weight.grad is None and all(p.grad is not None for n, p in enc.named_parameters() if n != "words.weight")
+    trainable = TokenEncoder(_vocab_spec(words), dim=3, embeddings=str(path))
+    assert trainable.words.weight.requires_grad
+    path.write_text("cat 1 2 3\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="line 1 holds a 3-dimensional vector but the encoder's word embeddings are 4 wide"):
+        TokenEncoder(_vocab_spec(words), dim=4, embeddings=str(path))
+
+
+def test_a_loaded_run_without_vocabulary_skips_the_file_and_restores_the_weights(tmp_path):
+    words = ["the", "cat"]
+    path = tmp_path / "vectors.txt"
+    path.write_text("cat 1 2\n", encoding="utf-8")
+    trained = TokenEncoder(_vocab_spec(words), dim=2, embeddings=str(path))
+    # a saved run: the spec has no vocabulary and the file may be gone
+    path.unlink()
+    loaded = TokenEncoder(InputSpec(sequences={"text": 4}), dim=2, embeddings=str(path))
+    assert loaded.vectors_found is None
+    loaded.load_state_dict(trained.state_dict())
+    torch.testing.assert_close(loaded.words.weight[3], torch.tensor([1.0, 2.0]))
+
+
+def test_old_state_dict_names_still_load():
+    """A run saved before the word representation had ``words.weight`` (an nn.Embedding): the
+    names and shapes are unchanged, and the rows it gives are the same."""
+    enc = TokenEncoder(SPEC, dim=6, hidden=5)
+    state = enc.state_dict()
+    assert "words.weight" in state and not any(k.startswith("words.") and k != "words.weight" for k in state)
+    torch.manual_seed(0)
+    again = TokenEncoder(SPEC, dim=6, hidden=5)
+    again.load_state_dict(state)
+    torch.testing.assert_close(again(feats()), enc(feats()))
+    with torch.no_grad():
+        torch.testing.assert_close(enc.words(IDS), torch.nn.functional.embedding(IDS, state["words.weight"]))

@@ -23,8 +23,20 @@ the sentence vector, rows ``1..L`` the token vectors), each followed by the exam
 features (every feature of the spec besides ``feature``, through a :class:`TabularInput`), so no
 declared feature is silently dropped.
 
-Pretrained word vectors are not supported yet: :meth:`TokenEncoder.word_embedding` builds the
-table and is the place to load or initialise them.
+Word vectors (:class:`~polytask.nn.word_representation.WordRepresentation`): a learned word table,
+optionally
+
+* initialised from pretrained vectors (``embeddings``: a word2vec/GloVe text file read by
+  :func:`~polytask.encoders.word_vectors.read_word_vectors`; the words come from the feature's
+  vocabulary, ``InputSpec.vocabularies``, which exists while a run is built from data; a saved run
+  being loaded has none and skips the file, its state dict restoring the weights) and kept fixed
+  (``freeze_embeddings``);
+* concatenated with the mean of the token's character n-gram embeddings (``char_ngrams``; the
+  feature must be declared with ``char_ngrams: [...]`` so that ``features["ngrams:<feature>"]``
+  exists), JMT's word representation (Hashimoto et al., EMNLP 2017, Sec. 2.1).
+
+The word table stays registered as ``words.weight`` (the n-gram table is ``words.ngrams.weight``),
+so runs saved before these options load unchanged.
 """
 
 from __future__ import annotations
@@ -39,7 +51,9 @@ from torch import Tensor, nn
 from polytask.data.schema import InputSpec
 from polytask.encoders.base import InputEncoder
 from polytask.encoders.tabular import rest_input
+from polytask.encoders.word_vectors import read_word_vectors
 from polytask.nn.sequence import run_packed, valid_positions
+from polytask.nn.word_representation import WordRepresentation
 from polytask.registry import ENCODERS
 
 
@@ -80,7 +94,8 @@ class TokenEncoder(InputEncoder):
         spec: the input spec (see :class:`~polytask.data.schema.InputSpec`).
         feature: the text (sequence) feature; by default the only one.
         kind: ``lstm`` (bidirectional) or ``transformer``.
-        dim: width of the word embeddings (and of the Transformer's token vectors).
+        dim: width of the word embeddings (the Transformer's token vectors are as wide as the
+            word representation: ``dim``, plus ``ngram_dim`` with ``char_ngrams``).
         hidden: LSTM units per direction (token vectors ``2 * hidden``); default ``max(1, dim // 2)``.
             Not used by the Transformer.
         layers: stacked LSTM or Transformer layers.
@@ -91,6 +106,12 @@ class TokenEncoder(InputEncoder):
         pool: sentence vector: ``mean`` (masked mean of the token vectors), ``max`` or ``first``.
         dropout: on the input embeddings, between LSTM layers and inside the Transformer.
         embedding_dim: embedding width of the other (categorical, sequence) features.
+        char_ngrams: append the mean of each token's character n-gram embeddings to its word
+            embedding (JMT); needs the feature's n-grams (``char_ngrams`` in its declaration).
+        ngram_dim: width of the n-gram embeddings (default ``dim``).
+        embeddings: path of a word2vec/GloVe text file initialising the word table (words the file
+            lacks start random); read only when the spec carries the feature's vocabulary.
+        freeze_embeddings: keep the word table fixed while training.
     """
 
     def __init__(
@@ -108,6 +129,10 @@ class TokenEncoder(InputEncoder):
         pool: Literal["mean", "max", "first"] = "mean",
         dropout: float = 0.0,
         embedding_dim: int = 4,
+        char_ngrams: bool = False,
+        ngram_dim: int | None = None,
+        embeddings: str | None = None,
+        freeze_embeddings: bool = False,
     ) -> None:
         super().__init__()
         self.feature = text_feature(spec, feature)
@@ -126,29 +151,66 @@ class TokenEncoder(InputEncoder):
             raise ValueError(f"encoder 'tokens': heads ({heads}) must divide dim ({dim}) for the transformer")
         if hidden is not None and hidden < 1:
             raise ValueError(f"encoder 'tokens': hidden must be >= 1, got {hidden!r}")
+        if char_ngrams and self.feature not in spec.ngrams:
+            raise ValueError(
+                f"encoder 'tokens': char_ngrams needs the character n-grams of feature {self.feature!r}; "
+                f"declare it with char_ngrams (e.g. char_ngrams: [2, 3, 4]) in data.features"
+            )
+        if ngram_dim is not None and not char_ngrams:
+            raise ValueError("encoder 'tokens': ngram_dim is the width of the n-gram embeddings; set char_ngrams: true")
+        if ngram_dim is not None and ngram_dim < 1:
+            raise ValueError(f"encoder 'tokens': ngram_dim must be >= 1, got {ngram_dim!r}")
+        if freeze_embeddings and embeddings is None:
+            raise ValueError("encoder 'tokens': freeze_embeddings keeps pretrained vectors fixed; set embeddings to their file")
         self.kind, self.pool, self.positions, self.max_len = kind, pool, positions, max_len
         self.position_feature = self.feature
-        self.words = self.word_embedding(spec.sequences[self.feature], dim)
+        self.char_ngrams, self.embeddings = char_ngrams, embeddings
+        #: vocabulary words that got a pretrained vector (None: no file was read)
+        self.vectors_found: int | None = None
+        self.words = self.word_embedding(spec, dim, ngram_dim=ngram_dim, freeze=freeze_embeddings)
+        width = self.words.out_dim  # the contextual layer's input
+        if kind == "transformer" and width % heads:
+            raise ValueError(
+                f"encoder 'tokens': heads ({heads}) must divide the word representation's width {width} "
+                f"(dim {dim} + ngram_dim {width - dim}) for the transformer"
+            )
         self.dropout = nn.Dropout(dropout) if dropout else nn.Identity()
-        self.position_table = nn.Embedding(max_len, dim) if kind == "transformer" and positions == "learned" else None
+        self.position_table = nn.Embedding(max_len, width) if kind == "transformer" and positions == "learned" else None
         if kind == "lstm":
             hidden = hidden if hidden is not None else max(1, dim // 2)
-            self.context = nn.LSTM(dim, hidden, num_layers=layers, batch_first=True, bidirectional=True,
+            self.context = nn.LSTM(width, hidden, num_layers=layers, batch_first=True, bidirectional=True,
                                    dropout=dropout if layers > 1 else 0.0)
             self.token_dim = 2 * hidden
         else:
-            layer = nn.TransformerEncoderLayer(dim, heads, 4 * dim, dropout=dropout, batch_first=True, norm_first=True)
-            self.context = nn.TransformerEncoder(layer, layers, norm=nn.LayerNorm(dim), enable_nested_tensor=False)
-            self.token_dim = dim
-        rest = replace(spec, sequences={n: v for n, v in spec.sequences.items() if n != self.feature})
+            layer = nn.TransformerEncoderLayer(width, heads, 4 * width, dropout=dropout, batch_first=True, norm_first=True)
+            self.context = nn.TransformerEncoder(layer, layers, norm=nn.LayerNorm(width), enable_nested_tensor=False)
+            self.token_dim = width
+        rest = replace(spec, sequences={n: v for n, v in spec.sequences.items() if n != self.feature},
+                       ngrams={n: v for n, v in spec.ngrams.items() if n != self.feature},
+                       vocabularies={n: v for n, v in spec.vocabularies.items() if n != self.feature})
         self.rest = rest_input(rest, embedding_dim)
         self.out_dim = self.token_dim + (self.rest.out_dim if self.rest is not None else 0)
 
-    def word_embedding(self, vocab_size: int, dim: int) -> nn.Embedding:
-        """The word-embedding table (id 0 = padding: a zero row that gets no gradient).
-
-        Extension point for pretrained vectors: load or initialise the table here."""
-        return nn.Embedding(vocab_size, dim, padding_idx=0)
+    def word_embedding(
+        self, spec: InputSpec, dim: int, *, ngram_dim: int | None = None, freeze: bool = False
+    ) -> WordRepresentation:
+        """The word representation of the text feature: the word table (id 0 = padding: a zero row
+        that gets no gradient), from ``embeddings`` when set and the spec carries the feature's
+        vocabulary, and with ``char_ngrams`` the n-gram table."""
+        vocab_size = spec.sequences[self.feature]
+        vectors = None
+        vocabulary = spec.vocabularies.get(self.feature)
+        if self.embeddings is not None and vocabulary is not None:
+            if len(vocabulary) + 2 != vocab_size:
+                raise ValueError(
+                    f"encoder 'tokens': feature {self.feature!r} has {vocab_size} word ids but its vocabulary lists "
+                    f"{len(vocabulary)} words (+2 for padding and unknown)"
+                )
+            vectors, self.vectors_found = read_word_vectors(self.embeddings, list(vocabulary), dim)
+        return WordRepresentation(
+            vocab_size, dim, ngram_vocab=spec.ngrams[self.feature] if self.char_ngrams else 0, ngram_dim=ngram_dim,
+            vectors=vectors, freeze=freeze,
+        )
 
     # -- contextual layers ----------------------------------------------------------------------
     def _lstm(self, x: Tensor, lengths: Tensor) -> Tensor:
@@ -187,7 +249,7 @@ class TokenEncoder(InputEncoder):
         ids = features[f"seq:{self.feature}"]
         b, length = ids.shape
         lengths, mask = valid_positions(ids)  # [B], [B, L]
-        x = self.words(ids)
+        x = self.words(ids, features[f"ngrams:{self.feature}"] if self.char_ngrams else None)
         if self.kind == "lstm":
             tokens = self._lstm(self.dropout(x), lengths) if length else x.new_zeros(b, 0, self.token_dim)
         else:
