@@ -15,7 +15,7 @@ import copy
 import os
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import pydantic
 import yaml
@@ -77,6 +77,9 @@ class FeatureOptions(_Strict):
     max_len: int = Field(50, ge=1)
     separator: str = "|"
     shape: list[int] | None = None
+    char_ngrams: list[Annotated[int, Field(ge=1)]] | None = None
+    max_ngrams: int = Field(16, ge=1)
+    vocabulary: str | None = None
 
     @pydantic.model_validator(mode="before")
     @classmethod
@@ -140,6 +143,8 @@ class TaskConfig(_Schema):
     where: str | None = None
     weight: StrictFloat = Field(1.0, ge=0)
     weight_column: str | None = None
+    #: the ``data.sources`` entry whose rows carry this task's labels (multi-source runs)
+    source: str | None = None
 
     @pydantic.model_validator(mode="before")
     @classmethod
@@ -160,6 +165,13 @@ class SplitConfig(_Strict):
 
 
 class DataConfig(_Strict):
+    """Where the rows come from: a registered ``dataset``, ``train`` (and optionally
+    ``validation``/``test``) files, or ``sources``: several named data sets in one run (each
+    entry itself a dataset or files, with its own features and tasks), whose tasks each learn
+    from their own source's rows only (JMT: POS and dependencies from a treebank, chunking from
+    CoNLL-2000, relatedness from SICK)."""
+
+    sources: dict[str, DataConfig] | None = None
     dataset: str | None = None
     params: dict[str, Any] = {}
     train: str | None = None
@@ -171,6 +183,21 @@ class DataConfig(_Strict):
 
     @pydantic.model_validator(mode="after")
     def _source(self) -> DataConfig:
+        if self.sources is not None:
+            if self.dataset is not None or self.train is not None:
+                raise ValueError("give data.sources, or data.dataset / data.train, not both")
+            if not self.sources:
+                raise ValueError("data.sources names no source")
+            nested = [n for n, s in self.sources.items() if s.sources is not None]
+            if nested:
+                raise ValueError(f"data.sources.{nested[0]}: a source cannot have sources of its own")
+            for i, t in enumerate(self.tasks or []):
+                if t.source not in self.sources:
+                    raise ValueError(
+                        f"data.tasks.{i} ({t.name!r}): source must name one of data.sources ({', '.join(self.sources)}); "
+                        f"got {t.source!r}"
+                    )
+            return self
         if self.dataset is None and self.train is None:
             raise ValueError("give either data.dataset (a built-in dataset) or data.train (a CSV/Parquet file)")
         if self.dataset is not None and self.train is not None:

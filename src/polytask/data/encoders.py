@@ -232,11 +232,34 @@ class CategoricalEncoder(_VocabularyEncoder):
         return self._ids(col)
 
 
+def char_ngrams(word: str, sizes: list[int], limit: int) -> list[str]:
+    """The character n-grams of ``word`` wrapped in ``<`` and ``>`` for every length in
+    ``sizes``, each once: those touching a boundary (prefixes, suffixes, the whole word) first,
+    then the inner ones left to right, at most ``limit``."""
+    w = f"<{word}>"
+    edge, inner = [], []
+    for n in sizes:
+        for i in range(len(w) - n + 1):
+            g = w[i : i + n]
+            (edge if i == 0 or i + n == len(w) else inner).append(g)
+    return list(dict.fromkeys(edge + inner))[:limit]
+
+
 class SequenceEncoder(_VocabularyEncoder):
     """Variable-length categorical lists -> [N, max_len] ids, left-aligned, 0-padded, last items
-    kept; id 0 is padding, 1 an unknown item, known items 2..K+1."""
+    kept; id 0 is padding, 1 an unknown item, known items 2..K+1.
+
+    With ``char_ngrams`` (text), each kept token's character n-grams are encoded too
+    (:meth:`transform_ngrams`: ``[N, max_len, max_ngrams]`` ids, 0 padding, 1 an n-gram unseen
+    in training, known n-grams 2..), so a word representation can see the spelling of words the
+    vocabulary does not hold."""
 
     first_id, unknown_id = 2, SEQ_OOV
+
+    def __init__(self, spec: FeatureSpec) -> None:
+        super().__init__(spec)
+        self.ngram_vocab: list[str] = []
+        self._ngram_ids: dict[str, int] | None = None
 
     def _lists(self, col, source: str) -> pa.Array:
         if isinstance(col, pa.ChunkedArray):
@@ -250,31 +273,95 @@ class SequenceEncoder(_VocabularyEncoder):
             lengths = np.bincount(parents.filter(keep).to_numpy(), minlength=len(lists))
             offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)
             col = pa.ListArray.from_arrays(pa.array(offsets), items.filter(keep))
+        if pa.types.is_null(col.type):  # a column only other sources of a multi-source run fill
+            col = pa.array([[] for _ in range(len(col))], pa.list_(pa.string()))
         if not (pa.types.is_list(col.type) or pa.types.is_large_list(col.type)):
             raise DataError(f"{source}: sequence column {self.spec.name!r} must hold lists or separated strings, found {col.type}")
         return pc.fill_null(col, pa.scalar([], col.type))
 
-    def fit(self, col, source: str) -> SequenceEncoder:
-        self._fit_values(pc.list_flatten(self._lists(col, source)))
+    def fit(self, col, source: str, *others) -> SequenceEncoder:
+        """Fit on ``col`` (and ``others``: the columns of features sharing this vocabulary)."""
+        items = [pc.list_flatten(self._lists(c, source)) for c in (col, *others)]
+        items = [to_strings(i) if len(items) > 1 and not _is_string(i.type) else i for i in items]
+        values = pa.chunked_array(items).combine_chunks() if len(items) > 1 else items[0]
+        self._fit_values(values)
+        if self.spec.char_ngrams:
+            self._fit_ngrams(values)
         return self
+
+    def _fit_ngrams(self, values) -> None:
+        counts = pc.value_counts(to_strings(values))
+        total: dict[str, int] = {}
+        sizes, limit = list(self.spec.char_ngrams or []), self.spec.max_ngrams
+        for word, c in zip(counts.field("values").to_pylist(), counts.field("counts").to_pylist()):
+            if word in (None, ""):
+                continue
+            for g in char_ngrams(word, sizes, limit):
+                total[g] = total.get(g, 0) + c
+        kept = sorted(((g, c) for g, c in total.items() if c >= self.spec.min_count), key=lambda gc: (-gc[1], gc[0]))
+        self.ngram_vocab = [g for g, _ in kept]
+        self._ngram_ids = None
 
     @property
     def vocab_size(self) -> int:
         return len(self.vocab) + 2
 
-    def transform(self, col, source: str) -> np.ndarray:
+    @property
+    def ngram_vocab_size(self) -> int:
+        """n-gram ids including 0 (padding) and 1 (unknown); 0 without ``char_ngrams``."""
+        return len(self.ngram_vocab) + 2 if self.spec.char_ngrams else 0
+
+    def _kept(self, col, source: str):
+        """The flat items, and (row, position, flat index) of the last ``max_len`` of each row."""
         lists = self._lists(col, source)
         offsets = lists.offsets.to_numpy().astype(np.int64)
-        codes = self._ids(pc.list_flatten(lists))
         n, width = len(lists), self.spec.max_len
         starts, ends = offsets[:-1] - offsets[0], offsets[1:] - offsets[0]
         lengths = np.minimum(ends - starts, width)
-        out = np.zeros((n, width), dtype=np.int64)
         rows = np.repeat(np.arange(n), lengths)
         first = ends - lengths  # keep the last `width` items of each row
         pos = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-        out[rows, pos] = codes[np.repeat(first, lengths) + pos]
+        return pc.list_flatten(lists), n, rows, pos, np.repeat(first, lengths) + pos
+
+    def transform(self, col, source: str) -> np.ndarray:
+        items, n, rows, pos, flat = self._kept(col, source)
+        codes = self._ids(items)
+        out = np.zeros((n, self.spec.max_len), dtype=np.int64)
+        out[rows, pos] = codes[flat]
         return out
+
+    def transform_ngrams(self, col, source: str) -> np.ndarray:
+        """int32 ``[N, max_len, max_ngrams]``: the n-gram ids of every kept token (aligned with
+        :meth:`transform`'s positions), 0-padded."""
+        items, n, rows, pos, flat = self._kept(col, source)
+        if self._ngram_ids is None:
+            self._ngram_ids = {g: i + 2 for i, g in enumerate(self.ngram_vocab)}
+        ids, limit = self._ngram_ids, self.spec.max_ngrams
+        kept = to_strings(items.take(pa.array(flat))) if len(flat) else pa.array([], pa.string())
+        unique = pc.unique(kept)
+        table = np.zeros((len(unique) + 1, limit), dtype=np.int32)  # the last row: a null item
+        sizes = list(self.spec.char_ngrams or [])
+        for u, word in enumerate(unique.to_pylist()):
+            if word is None:
+                continue
+            grams = [ids.get(g, SEQ_OOV) for g in char_ngrams(word, sizes, limit)]
+            table[u, : len(grams)] = grams
+        which = pc.fill_null(pc.index_in(kept, value_set=unique), len(unique)).to_numpy(zero_copy_only=False)
+        out = np.zeros((n, self.spec.max_len, limit), dtype=np.int32)
+        out[rows, pos] = table[which]
+        return out
+
+    def state(self) -> dict[str, Any]:
+        out = super().state()
+        if self.spec.char_ngrams:
+            out["ngrams"] = self.ngram_vocab
+        return out
+
+    def load(self, state: dict[str, Any]):
+        super().load(state)
+        self.ngram_vocab = list(state.get("ngrams", []))
+        self._ngram_ids = None
+        return self
 
 
 class DenseEncoder:

@@ -16,6 +16,9 @@ from polytask.data.encoders import check_finite, to_float
 from polytask.errors import DataError
 from polytask.tasks import Task
 
+#: the column a multi-source run (``data.sources``) adds to its tables: which source a row is from
+SOURCE_COLUMN = "_source"
+
 
 def check_finite_labels(task: Task, label: np.ndarray, mask: np.ndarray, source: str) -> None:
     """Refuse a labelled element that is not finite (inf in a regression target, a relevance, ...),
@@ -56,6 +59,12 @@ class LabelEncoder:
         label, mask = task.spec.encode(table, task, source)
         check_finite_labels(task, label, mask, source)
         inside = evaluate_condition(table, task.where, source) if task.where else None
+        if task.source is not None and SOURCE_COLUMN in table.column_names:
+            import pyarrow.compute as pc
+
+            own = pc.fill_null(pc.equal(table.column(SOURCE_COLUMN), task.source), False)
+            own = own.to_numpy(zero_copy_only=False).astype(bool)
+            inside = own if inside is None else inside & own
         weight = None
         if task.weight_column:
             w = to_float(table.column(task.weight_column), source=source, column=task.weight_column)

@@ -57,6 +57,27 @@ class Preprocessor:
         if clash:
             raise DataError(f"column(s) {', '.join(sorted(clash))} are both a feature and a task label")
         by_name = {f.name: f for f in features}
+        for f in features:
+            if f.vocabulary is None:
+                continue
+            root = by_name.get(f.vocabulary)
+            if root is None or root.type != "sequence":
+                raise DataError(
+                    f"data.features: sequence feature {f.name!r} shares the vocabulary of {f.vocabulary!r}, which is not a "
+                    f"declared sequence feature"
+                )
+            if root.vocabulary is not None:
+                raise DataError(
+                    f"data.features: {f.name!r} shares the vocabulary of {root.name!r}, which shares {root.vocabulary!r}'s; "
+                    f"name {root.vocabulary!r} directly"
+                )
+            if (f.char_ngrams, f.max_ngrams, f.min_count) != (root.char_ngrams, root.max_ngrams, root.min_count):
+                raise DataError(
+                    f"data.features: {f.name!r} shares the vocabulary of {root.name!r}, so char_ngrams, max_ngrams and "
+                    f"min_count must be the same as {root.name!r}'s"
+                )
+        #: sequence feature -> the features sharing its vocabulary
+        self.sharing = {f.name: [g.name for g in features if g.vocabulary == f.name] for f in features}
         for t in tasks:  # e.g. a tagging task's text feature: declared, a sequence, same max_len
             t.spec.check_inputs(t, by_name)
         self.features = features
@@ -91,7 +112,12 @@ class Preprocessor:
         self.check_columns(table, source)
         with rows_of_file(table):
             for f in self.features:
-                self.encoders[f.name].fit(table.column(f.name), source)
+                if f.vocabulary is not None:
+                    continue  # fitted with the feature whose vocabulary it shares
+                others = [table.column(g) for g in self.sharing[f.name]]
+                self.encoders[f.name].fit(table.column(f.name), source, *others)
+                for g in self.sharing[f.name]:
+                    self.encoders[g].load(self.encoders[f.name].state())
             parts = {}
             for t in self.tasks:
                 enc = self.label_encoders[t.name]
@@ -150,6 +176,8 @@ class Preprocessor:
                 cat_col += 1
             elif f.type == "sequence":
                 out[f"seq:{f.name}"] = torch.from_numpy(arr)
+                if f.char_ngrams:
+                    out[f"ngrams:{f.name}"] = torch.from_numpy(self.encoders[f.name].transform_ngrams(table.column(f.name), source))
             else:
                 out[f"dense:{f.name}"] = torch.from_numpy(np.ascontiguousarray(arr))
         if numeric is not None:
@@ -188,6 +216,9 @@ class Preprocessor:
                 spec.categorical_names.append(f.name)
             elif f.type == "sequence":
                 spec.sequences[f.name] = enc.vocab_size
+                spec.vocabularies[f.name] = enc.vocab
+                if f.char_ngrams:
+                    spec.ngrams[f.name] = enc.ngram_vocab_size
             else:
                 spec.dense[f.name] = list(enc.shape)
         return spec

@@ -31,6 +31,16 @@ class FeatureSpec:
         max_len: sequence: keep the last ``max_len`` items (most recent, if time-ordered).
         separator: sequence given as a string column.
         shape: dense: the per-row shape (inferred from the first row if omitted).
+        char_ngrams: sequence (text): also encode each token's character n-grams of these
+            lengths (e.g. ``[2, 3, 4]``; the token is wrapped in ``<`` and ``>`` first, so prefixes
+            and suffixes are n-grams of their own), for word representations that see the
+            spelling of unseen words (JMT, Hashimoto et al. 2017). The n-gram vocabulary is fitted
+            on train like the word vocabulary (``min_count`` applies).
+        max_ngrams: n-grams kept per token (those touching a word boundary first, then the
+            rest in order): the width of the ``ngrams:<name>`` tensor.
+        vocabulary: sequence: share the vocabulary (and n-grams) of this other sequence feature,
+            fitted on both columns' training values, so the same word has the same id in both
+            (the second sentence of a sentence pair).
     """
 
     name: str
@@ -42,15 +52,30 @@ class FeatureSpec:
     max_len: int = 50
     separator: str = "|"
     shape: list[int] | None = None
+    char_ngrams: list[int] | None = None
+    max_ngrams: int = 16
+    vocabulary: str | None = None
 
     def __post_init__(self) -> None:
         # only a dense feature's default depends on the data (its shape: resolved when fitted);
         # every other type resolves now, so specs saved before the default existed compare equal
         if self.scale is None and self.type != "dense":
             self.scale = "standard"
+        from polytask.errors import ConfigError
+
+        if self.type != "sequence" and (self.char_ngrams or self.vocabulary):
+            raise ConfigError(f"feature {self.name!r}: char_ngrams and vocabulary apply to sequence features only")
+        if self.char_ngrams is not None and (not self.char_ngrams or min(self.char_ngrams) < 1):
+            raise ConfigError(f"feature {self.name!r}: char_ngrams must list n-gram lengths >= 1, got {self.char_ngrams}")
+        if self.max_ngrams < 1:
+            raise ConfigError(f"feature {self.name!r}: max_ngrams must be >= 1, got {self.max_ngrams}")
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        for key, default in (("char_ngrams", None), ("max_ngrams", 16), ("vocabulary", None)):
+            if out[key] == default:  # specs saved before these options existed compare equal
+                del out[key]
+        return out
 
 
 @dataclass

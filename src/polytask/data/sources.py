@@ -200,6 +200,68 @@ def split_table(
     ]
 
 
+def load_sources(config: DataConfig, data_dir: str | os.PathLike | None = None) -> Splits:
+    """Several data sets in one run (``data.sources``): each source is loaded like a run's data
+    (a dataset or files), its split tables get a ``_source`` column naming it and are stacked
+    (a column one source lacks is empty in its rows), and every task learns from its own
+    source's rows only (``Task.source``: the label encoder masks every other source's rows). The
+    tasks are ``data.tasks`` (each naming its ``source``), or else every source's own tasks. The
+    features are the union of the sources' features; a feature two sources declare differently
+    is a ConfigError (declare it the same way, or give ``data.features``)."""
+    from polytask.data.labels import SOURCE_COLUMN
+
+    parts = {name: load_splits(sub, data_dir) for name, sub in config.sources.items()}
+    if config.tasks:
+        tasks = make_tasks(config.tasks)
+    else:
+        tasks = []
+        for name, part in parts.items():
+            for t in part.tasks:
+                t.source = name
+                tasks.append(t)
+        names = [t.name for t in tasks]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ConfigError(
+                f"data.sources: task name(s) {', '.join(dup)} come from more than one source; list the tasks in "
+                f"data.tasks with distinct names (each naming its source)"
+            )
+    features: dict[str, FeatureSpec] = {}
+    declared_by: dict[str, str] = {}
+    for name, part in parts.items():
+        for f in part.features:
+            if f.name in features and features[f.name].to_dict() != f.to_dict():
+                raise ConfigError(
+                    f"data.sources: feature {f.name!r} is declared differently by sources {declared_by[f.name]!r} "
+                    f"({features[f.name].to_dict()}) and {name!r} ({f.to_dict()}); declare it the same way in both"
+                )
+            features.setdefault(f.name, f)
+            declared_by.setdefault(f.name, name)
+    feature_list = list(features.values())
+    if config.features is not None and not config.features.is_empty():
+        feature_list = feature_specs(config.features, None)
+
+    def stack(split: str) -> pa.Table | None:
+        tables = []
+        for name, part in parts.items():
+            table = getattr(part, split)
+            if table is None:
+                continue
+            if SOURCE_COLUMN in table.column_names:
+                raise DataError(f"data.sources.{name}: column {SOURCE_COLUMN!r} is reserved (it names each row's source)")
+            tables.append(table.append_column(SOURCE_COLUMN, pa.array([name] * table.num_rows, pa.string())))
+        if not tables:
+            return None
+        try:
+            return pa.concat_tables([t.replace_schema_metadata(None) for t in tables], promote_options="permissive")
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+            raise DataError(f"data.sources: the {split} tables of the sources cannot be stacked: {exc}") from None
+
+    sources = {f"{name}.{split}": where for name, part in parts.items() for split, where in part.sources.items()}
+    notes = "; ".join(f"{name}: {part.notes}" for name, part in parts.items() if part.notes)
+    return Splits(stack("train"), stack("validation"), stack("test"), feature_list, tasks, notes, sources)
+
+
 def load_splits(
     config: DataConfig, data_dir: str | os.PathLike | None = None, tables: dict[str, pa.Table] | None = None
 ) -> Splits:
@@ -207,6 +269,10 @@ def load_splits(
 
     ``tables`` supplies in-memory splits (from the Python API) in place of files.
     """
+    if config.sources is not None:
+        if tables:
+            raise ConfigError("data.sources: in-memory tables cannot be given for a multi-source run")
+        return load_sources(config, data_dir)
     tables = tables or {}
 
     def read(split: str) -> pa.Table:

@@ -32,6 +32,31 @@ class Batch:
 
         return Batch(move(self.features), move(self.labels), move(self.masks), move(self.weights))
 
+    def trim_tokens(self, feature: str, tasks: list[str]) -> Batch:
+        """The batch with text ``feature``'s token axis cut to its longest row: ``seq:<feature>``
+        ``[B, L]`` (left-aligned, 0-padded), ``ngrams:<feature>`` and the labels and masks of the
+        token-level ``tasks`` that follow it (``[B, L, ...]``). Positions past every row's last
+        token are padding (no label), so nothing the loss sees changes, while recurrent layers,
+        classifiers and head scores run on ``L' <= L`` positions (most sentences are far shorter
+        than ``max_len``). Unchanged when the feature is absent or already tight."""
+        ids = self.features.get(f"seq:{feature}")
+        if ids is None or ids.dim() != 2 or ids.shape[1] == 0:
+            return self
+        used = (ids != 0).any(0)
+        length = int(used.nonzero().max()) + 1 if bool(used.any()) else 1
+        if length == ids.shape[1]:
+            return self
+        features = dict(self.features)
+        features[f"seq:{feature}"] = ids[:, :length]
+        if f"ngrams:{feature}" in features:
+            features[f"ngrams:{feature}"] = features[f"ngrams:{feature}"][:, :length]
+        labels, masks = dict(self.labels), dict(self.masks)
+        for t in tasks:
+            if t in labels:
+                labels[t] = labels[t][:, :length]
+                masks[t] = masks[t][:, :length]
+        return Batch(features, labels, masks, dict(self.weights))
+
 
 class TensorTable:
     """Rows of encoded features and labels held as whole-column tensors."""

@@ -29,6 +29,9 @@ class Task:
             false are masked out of this task's loss and metrics.
         weight: fixed loss weight used by the ``fixed`` weighting (default 1).
         weight_column: per-row sample weights for this task's loss.
+        source: in a run whose data come from several sources (``data.sources``), the source
+            whose rows carry this task's labels; rows of every other source are masked out of
+            its loss and metrics, whatever their label columns hold.
         **options: the kind's own settings (``num_classes`` for multiclass, ``positive`` for
             binary, ``group`` for ranking, ...), checked against the kind's signature.
     """
@@ -41,6 +44,7 @@ class Task:
         where: str | None = None,
         weight: float = 1.0,
         weight_column: str | None = None,
+        source: str | None = None,
         **options: Any,
     ) -> None:
         from polytask.errors import ConfigError, PolytaskError
@@ -57,6 +61,7 @@ class Task:
         self.where = where
         self.weight = weight
         self.weight_column = weight_column
+        self.source = source
         checked = validate_params(cls, {k: v for k, v in options.items() if v is not None}, where=f"task {name!r}")
         try:
             self.spec: TaskKind = cls(**checked)
@@ -114,6 +119,8 @@ class Task:
         out["weight"] = self.weight
         if self.weight_column is not None:
             out["weight_column"] = self.weight_column
+        if self.source is not None:
+            out["source"] = self.source
         out.update(self.spec.options())
         return out
 

@@ -40,6 +40,7 @@ from polytask.train import distributed
 from polytask.train.evaluation import evaluate_table, per_example_losses, predict_raw
 from polytask.train.optim import create_optimizer, create_scheduler
 from polytask.train.progress import ProgressBar
+from polytask.train.schedule import Schedule, make_schedule
 from polytask.train.settings import checks_settings, settings_fields, settings_model
 from polytask.weighting import Equal, StepContext, Weighting
 
@@ -190,6 +191,11 @@ class Trainer:
             losses), ``mean.<metric>`` (the mean of that metric over the tasks that have it) or
             ``<task>.<metric>``; each in its metric's own direction (see :class:`Monitor`).
         seed: seeds the batch order.
+        schedule: which rows and tasks each step trains (:mod:`polytask.train.schedule`):
+            ``joint`` (shuffled batches, every task), ``round_robin`` (each batch from one group
+            of rows labelled for the same tasks, e.g. one source, groups taking turns) or ``jmt``
+            (every epoch each task in turn, in the run's task order, on its own rows with only its
+            own loss; Hashimoto et al. 2017).
         device: ``auto`` (CUDA if present), ``cpu``, ``cuda``...
         grad_clip: clip the global gradient norm.
         amp: ``bf16`` autocast (CPU or CUDA) or ``fp16`` autocast with a gradient scaler (CUDA only).
@@ -231,6 +237,7 @@ class Trainer:
         monitor: str = DEFAULT_MONITOR,
         min_delta: Annotated[float, Field(ge=0)] = 0.0,
         seed: int = 0,
+        schedule: Literal["joint", "round_robin", "jmt"] = "joint",
         device: str | torch.device = "auto",
         grad_clip: Annotated[float, Field(gt=0)] | None = None,
         amp: Literal["none", "bf16", "fp16"] = "none",
@@ -263,6 +270,14 @@ class Trainer:
         self._build_optimizer()
         self.epochs, self.batch_size, self.eval_batch_size = epochs, batch_size, eval_batch_size
         self.patience, self.min_delta, self.seed = patience, min_delta, seed
+        self.schedule = schedule
+        #: text features whose batches are cut to their longest row while training, with the
+        #: token-level tasks that follow them (see :meth:`Batch.trim_tokens`)
+        self._token_tasks: dict[str, list[str]] = {}
+        for t in self.tasks:
+            feature = t.spec.token_feature
+            if feature is not None:
+                self._token_tasks.setdefault(feature, []).append(t.name)
         self.grad_clip = grad_clip
         if amp == "fp16" and self.device.type != "cuda":
             raise ConfigError("train.amp: fp16 needs a CUDA device (use bf16 on the CPU)")
@@ -361,13 +376,16 @@ class Trainer:
             losses = distributed.globalise(losses, batch, self.world_size, self.loss_tasks)
         return losses, extra
 
-    def train_epoch(self, loader: BatchLoader, bar: Any = None) -> dict[str, Any]:
-        """One pass over the training data; returns mean batch losses and mean task weights (and,
-        every ``log_every`` steps, the step's weights and task-gradient cosines)."""
+    def train_epoch(self, loader: Schedule | BatchLoader, bar: Any = None) -> dict[str, Any]:
+        """One pass over the training data; returns each task's mean batch loss (over the batches
+        holding a label of it) and mean task weights (and, every ``log_every`` steps, the step's
+        weights and task-gradient cosines). ``loader`` is a :class:`Schedule` (or a plain
+        :class:`BatchLoader`: every task on every batch)."""
         model, tasks, weighting, opt = self.model, self.loss_tasks, self.weighting, self.optimizer
         model.train()
         names = [t.name for t in tasks]
         loss_sum = torch.zeros(len(tasks), device=self.device)
+        loss_batches = torch.zeros(len(tasks), device=self.device)
         weight_sum = torch.zeros(len(tasks), device=self.device)
         extra_sum: dict[str, Tensor] = {}
         steps: list[dict[str, Any]] = []
@@ -375,6 +393,12 @@ class Trainer:
         total_batches = len(loader)
         non_blocking = self.device.type == "cuda"
         for batch in loader:
+            if isinstance(batch, tuple):  # a schedule's (batch, trained task)
+                batch = batch[0]
+            for feature, token_tasks in self._token_tasks.items():
+                batch = batch.trim_tokens(feature, token_tasks)
+            # which tasks the (global) batch holds labels for, before it is sharded over processes
+            labelled = torch.stack([batch.masks[n].any() for n in names]).to(self.device, torch.float32)
             if self.device.type != "cpu":
                 batch = batch.to(self.device, non_blocking=non_blocking)
             if self.world_size > 1:
@@ -403,6 +427,7 @@ class Trainer:
                 self.step += 1
             with torch.no_grad():
                 loss_sum += torch.stack([losses[n].detach().float() for n in names])
+                loss_batches += labelled
                 w = torch.stack([torch.as_tensor(weights.get(n, 0.0), device=self.device).float() for n in names])
                 weight_sum += w
                 for k, v in extra.items():
@@ -415,7 +440,7 @@ class Trainer:
         n = max(batches, 1)
         if self.world_size > 1:  # every process logs (and hands the weighting) the global epoch means
             loss_sum, weight_sum = self._all_reduce(loss_sum, "mean"), self._all_reduce(weight_sum, "mean")
-        losses_mean = (loss_sum / n).tolist()
+        losses_mean = (loss_sum / loss_batches.clamp_min(1)).tolist()
         out = {
             "train_loss": dict(zip(names, losses_mean)),
             "weights": dict(zip(names, (weight_sum / n).tolist())),
@@ -479,7 +504,8 @@ class Trainer:
     # ------------------------------------------------------------------------------------------
     def fit(self, train: TensorTable, validation: TensorTable | None = None) -> list[dict[str, Any]]:
         """Train; with a validation split, early-stop on ``monitor`` and restore the best weights."""
-        loader = BatchLoader(train, self.batch_size, shuffle=True, seed=self.seed)
+        loader = make_schedule(self.schedule, train, self.loss_tasks, self.batch_size, seed=self.seed,
+                               begin_task=self.model.begin_task)
         loader.set_epoch(self.start_epoch - 1)  # epoch k's order, also in a resumed run
         if validation is not None and self.monitor_spec.metric == DEFAULT_MONITOR and self.reference_losses is None:
             initial = self.evaluate(validation)  # one pass before training: each task's scale
