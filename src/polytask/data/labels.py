@@ -50,6 +50,13 @@ class LabelEncoder:
         self.task = task
 
     def fit(self, table: pa.Table, source: str) -> LabelEncoder:
+        """Fit the kind's label state (classes, target scaling) on the training rows; in a
+        multi-source run on the task's own source's rows only (another source's rows may hold
+        a column of the same name that means something else)."""
+        if self.task.source is not None and SOURCE_COLUMN in table.column_names:
+            import pyarrow.compute as pc
+
+            table = table.filter(pc.fill_null(pc.equal(table.column(SOURCE_COLUMN), self.task.source), False))
         self.task.spec.fit(table, self.task, source)
         return self
 
