@@ -90,7 +90,8 @@ def make_batch(spec: InputSpec, tasks: list[Task], n: int, seed: int = 0) -> Bat
     but a token-level task's padding), from :data:`LABEL_MAKERS`."""
     g = torch.Generator().manual_seed(seed)
     features = {"numeric": torch.randn(n, spec.numeric_dim, generator=g)}
-    features["categorical"] = torch.stack([torch.randint(0, c, (n,), generator=g) for c in spec.cardinalities], 1)
+    if spec.cardinalities:
+        features["categorical"] = torch.stack([torch.randint(0, c, (n,), generator=g) for c in spec.cardinalities], 1)
     for name, size in spec.sequences.items():
         features[f"seq:{name}"] = torch.randint(0, size, (n, 5), generator=g)
     labels, masks = {}, {}
@@ -103,6 +104,34 @@ def make_batch(spec: InputSpec, tasks: list[Task], n: int, seed: int = 0) -> Bat
             width = features[key].shape[1]
         labels[t.name], masks[t.name] = LABEL_MAKERS[t.kind](t, n, g, width)
     return Batch(features, labels, masks, {})
+
+
+#: models that read only text features (JMT): the registry-driven model tests give them this input
+#: spec (a text and a second text for sentence-pair features), a tagging task on the text in front of
+#: the generated tasks (see :func:`model_tasks`), and these hyperparameters (small widths; every
+#: output layer drawn at random, so every parameter gets a gradient from the first step)
+TEXT_ONLY_SPEC = InputSpec(sequences={"text": 9, "text_b": 9})
+TEXT_ONLY_MODELS: dict[str, dict] = {
+    "jmt": {"text": "text", "pair": "text_b", "dim": 6, "hidden": 4, "label_dim": 3, "zero_init": False},
+}
+
+
+def model_spec(name: str) -> InputSpec:
+    """The input spec the model tests build ``name`` on: :data:`SPEC`, or :data:`TEXT_ONLY_SPEC`."""
+    return TEXT_ONLY_SPEC if name in TEXT_ONLY_MODELS else SPEC
+
+
+def model_tasks(name: str, n: int) -> list[Task]:
+    """``n`` tasks for model ``name``: :func:`make_tasks`, or for a text-only model a tagging task
+    on its text followed by ``n - 1`` generated ones."""
+    if name not in TEXT_ONLY_MODELS:
+        return make_tasks(n)
+    return [Task("tag", kind="tagging", tokens="text", max_len=5, num_classes=4)] + make_tasks(n - 1)
+
+
+def model_params(name: str) -> dict:
+    """Hyperparameters the model tests add for ``name`` (those of :data:`TEXT_ONLY_MODELS`)."""
+    return dict(TEXT_ONLY_MODELS.get(name, {}))
 
 
 def make_frame(n: int, seed: int):

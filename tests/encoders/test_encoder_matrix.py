@@ -6,6 +6,8 @@ task losses and regularisation terms reaching every parameter.
 
 A newly registered encoder needs an entry in :data:`INPUTS` (the test says so); a newly
 registered model runs as it is (hyperparameters in :data:`SMALL` shrink it where it has them).
+A model that takes no ``encoder`` (JMT reads its text itself) runs on its own text input instead
+(``conftest.TEXT_ONLY_MODELS``), with the same checks.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Any
 
 import pytest
 import torch
-from conftest import SPEC, make_tasks
+from conftest import SPEC, TEXT_ONLY_SPEC, make_tasks, model_params, model_spec, model_tasks
 
 from polytask.data.schema import InputSpec
 from polytask.models import create_model
@@ -85,8 +87,30 @@ def encoder_cases() -> list:
     return cases
 
 
+def takes_an_encoder(name: str) -> bool:
+    return "encoder" in inspect.signature(MODELS.get(name)).parameters
+
+
 def model_cases() -> list:
-    return [pytest.param(name, id=name) for name in MODELS.names()]
+    return [pytest.param(name, id=name) for name in MODELS.names() if takes_an_encoder(name)]
+
+
+def own_input_cases() -> list:
+    return [pytest.param(name, id=name) for name in MODELS.names() if not takes_an_encoder(name)]
+
+
+def own_text_features(b: int, g: torch.Generator) -> Features:
+    """Left-aligned, 0-padded ids of every text of :data:`TEXT_ONLY_SPEC`: the first text as
+    :func:`text_features`; the second 4 wide, the third example of a batch without tokens."""
+    out = {"seq:text": text_features(b, g)["seq:text"]}
+    for name in TEXT_ONLY_SPEC.sequences:
+        if name == "text":
+            continue
+        ids = torch.randint(2, TEXT_ONLY_SPEC.sequences[name], (b, 4), generator=g)
+        lengths = torch.tensor([(3, 4, 0)[i % 3] for i in range(b)])
+        ids[torch.arange(4).unsqueeze(0) >= lengths.unsqueeze(1)] = 0
+        out[f"seq:{name}"] = ids
+    return out
 
 
 def build(name: str, encoder: str, variant: str, num_tasks: int) -> tuple[Any, list[Task], Callable]:
@@ -139,6 +163,23 @@ def test_every_model_with_every_encoder(name, encoder, variant, num_tasks):
     for batch_size in (1, 3):  # one model, two batches: building dominates the cost
         model.zero_grad(set_to_none=True)
         check_batch(model, tasks, make_features(batch_size, g), batch_size, g, f"{name} with {variant}, B={batch_size}")
+
+
+@pytest.mark.parametrize("num_tasks", [1, 2, 3])
+@pytest.mark.parametrize("name", own_input_cases())
+def test_every_model_that_reads_its_own_input(name, num_tasks):
+    """Models without an ``encoder`` (JMT) on their own text input: a tagging task on the text and
+    generated row-level tasks, batch sizes 1 and 3, padded positions and an example without tokens."""
+    assert model_spec(name) is TEXT_ONLY_SPEC, f"add {name!r} to conftest.TEXT_ONLY_MODELS"
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(0)
+    roles = ROLES.get(name, {})
+    tasks = [Task(role) for role in roles.values()] + model_tasks(name, num_tasks)
+    model = create_model(name, TEXT_ONLY_SPEC, tasks, {**roles, **model_params(name)})
+    model.train()
+    for batch_size in (1, 3):
+        model.zero_grad(set_to_none=True)
+        check_batch(model, tasks, own_text_features(batch_size, g), batch_size, g, f"{name}, B={batch_size}")
 
 
 def check_batch(model: Any, tasks: list[Task], features: Features, batch_size: int, g: torch.Generator, case: str) -> None:

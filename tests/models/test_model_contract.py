@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import SPEC, make_batch, make_tasks
+from conftest import SPEC, TEXT_ONLY_MODELS, make_batch, make_tasks, model_params, model_spec, model_tasks
 
 from polytask.models import MultiTaskModel, create_model
 from polytask.registry import MODELS
@@ -23,10 +23,11 @@ ROLES: dict[str, dict[str, str]] = {
 
 
 def build(name, num_tasks, params=None):
-    """``(model, tasks)``: ``num_tasks`` generated tasks, plus the model's role tasks."""
+    """``(model, tasks)``: ``num_tasks`` generated tasks, plus the model's role tasks. A text-only
+    model (``conftest.TEXT_ONLY_MODELS``) is built on its text spec with a tagging task first."""
     roles = ROLES.get(name, {})
-    tasks = [Task(role) for role in roles.values()] + make_tasks(num_tasks)
-    return create_model(name, SPEC, tasks, {**roles, **(params or {})}), tasks
+    tasks = [Task(role) for role in roles.values()] + model_tasks(name, num_tasks)
+    return create_model(name, model_spec(name), tasks, {**roles, **model_params(name), **(params or {})}), tasks
 
 
 def test_registry_has_the_core_models():
@@ -40,18 +41,21 @@ def test_forward_shapes_and_gradients(name, num_tasks, batch_size):
     torch.manual_seed(0)
     model, tasks = build(name, num_tasks)
     assert isinstance(model, MultiTaskModel)
-    batch = make_batch(SPEC, tasks, batch_size)
+    batch = make_batch(model_spec(name), tasks, batch_size)
     out = model(batch.features)
     assert set(out) == {t.name for t in tasks}
     for t in tasks:
         expected = (batch_size,) if t.output_dim == 1 else (batch_size, t.output_dim)
+        if t.level == "token":
+            expected = (batch_size, batch.features[f"seq:{t.spec.token_feature}"].shape[1], t.output_dim)
         assert out[t.name].shape == expected, (name, t.kind)
         assert torch.isfinite(out[t.name]).all()
     loss = sum(t.loss(out[t.name], batch.labels[t.name], batch.masks[t.name]) for t in tasks)
+    loss = loss + sum(model.regularization().values(), torch.zeros(()))
     loss.backward()
     for pname, p in model.named_parameters():
         assert p.grad is not None, f"{name}: no gradient reaches {pname}"
-        if "categorical" in pname or "sequences" in pname:
+        if "categorical" in pname or "sequences" in pname or "words" in pname:
             continue  # embedding rows of ids absent from the batch legitimately get zero gradient
         assert p.grad.abs().sum() > 0, f"{name}: zero gradient at {pname}"
 
@@ -63,7 +67,7 @@ def test_shared_parameters_are_reached_by_every_task(name):
     shared = model.shared_parameters()
     names = {id(p) for p in model.parameters()}
     assert all(id(p) in names for p in shared)
-    batch = make_batch(SPEC, tasks, 16)
+    batch = make_batch(model_spec(name), tasks, 16)
     for t in tasks:
         model.zero_grad()
         out = model(batch.features)
@@ -88,7 +92,7 @@ def test_state_dict_round_trip(name):
     torch.manual_seed(1)
     b = build(name, 3)[0].eval()
     b.load_state_dict(a.state_dict())
-    batch = make_batch(SPEC, tasks, 7)
+    batch = make_batch(model_spec(name), tasks, 7)
     oa, ob = a(batch.features), b(batch.features)
     for t in tasks:
         torch.testing.assert_close(oa[t.name], ob[t.name])
@@ -119,9 +123,15 @@ def test_learns_a_small_two_task_problem(name):
         table["y1y2"] = y1 * y2
         tasks.append({"name": "y1y2"})
         model.update(dict(zip(ROLES[name], ("y1", "y2", "y1y2"))))
+    features = None
+    if name in TEXT_ONLY_MODELS:  # the same problem as text: a token per category and per decile of x0..x2
+        deciles = [np.searchsorted(np.quantile(x[:, i], np.linspace(0.1, 0.9, 9)), x[:, i]) for i in range(3)]
+        table = {"text": [f"c{c} a{d0} b{d1} d{d2}" for c, d0, d1, d2 in zip(cat, *deciles)], "y1": y1, "y2": y2}
+        features = {"sequence": [{"name": "text", "separator": " ", "max_len": 4}]}
+        model.update(text="text", dim=16, hidden=16, label_dim=8, dropout=0.0)
     t = pa.table(table)
     run = polytask.fit(train=t.slice(0, 2000), validation=t.slice(2000, 500), test=t.slice(2500, 500),
-                       tasks=tasks, model=model, epochs=15, batch_size=64,
+                       features=features, tasks=tasks, model=model, epochs=15, batch_size=64,
                        progress=False, optimizer={"name": "adam", "lr": 0.01}, monitor="y1.auc")
     for task in ("y1", "y2"):
         assert run.metrics["test"][task]["auc"] > 0.85, (name, task, run.metrics["test"][task])
@@ -158,7 +168,7 @@ SHARING = [n for n in ALL_MODELS if _shares(n)]
 def test_models_with_shared_modules_pass_their_representation_through_share(name):
     torch.manual_seed(0)
     model, tasks = build(name, 2)
-    check_shared_representation(model, tasks, make_batch(SPEC, tasks, 4))
+    check_shared_representation(model, tasks, make_batch(model_spec(name), tasks, 4))
 
 
 @pytest.mark.parametrize("name", sorted(set(ALL_MODELS) - set(SHARING)))

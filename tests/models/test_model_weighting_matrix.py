@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import SPEC, make_batch, make_tasks
+from conftest import make_batch, model_params, model_spec, model_tasks
 from test_model_contract import ROLES
 
 from polytask.data.table import TensorTable
@@ -28,10 +28,11 @@ SMALL: dict[str, dict] = {}
 def _setup(model_name: str):
     roles = ROLES.get(model_name, {})
     # a model with task roles (ESMM) trains two of its three role tasks; the others get two tasks
-    tasks = [Task(role) for role in roles.values()] if roles else make_tasks(2)
+    tasks = [Task(role) for role in roles.values()] if roles else model_tasks(model_name, 2)
     torch.manual_seed(0)
-    model = create_model(model_name, SPEC, tasks, {**roles, **SMALL.get(model_name, {})})
-    batch = make_batch(SPEC, tasks, 4)
+    spec = model_spec(model_name)  # a text-only model (JMT) gets a text spec and a tagging task
+    model = create_model(model_name, spec, tasks, {**roles, **model_params(model_name), **SMALL.get(model_name, {})})
+    batch = make_batch(spec, tasks, 4)
     return model, tasks, TensorTable(batch.features, batch.labels, batch.masks, batch.weights)
 
 

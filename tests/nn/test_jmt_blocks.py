@@ -67,7 +67,7 @@ def test_head_selection_scores_are_the_bilinear_form_with_the_root_vector():
     expected = torch.tensor([[4.5, 9.0, 0.0, 3.0], [0.0, 0.0, 1.0, 1.0], [1.5, 3.0, 1.0, 2.0]])
     allowed = candidate_mask(mask)[0]
     torch.testing.assert_close(out[0][allowed], expected[allowed])
-    assert (out[0][~allowed] < -1e30).all()
+    assert (out[0][~allowed] <= -1e8).all()
     # token 1: itself (9) is forbidden, the root (4.5) wins; token 2: token 3; token 3: token 1
     assert decode_heads(out)[0].tolist() == [0, 3, 1]
 

@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from polytask.data.schema import InputSpec
-from polytask.models import aitm, cross_stitch, dmtrl, drn, dupn, esmm, fafs, mmoe, ple, shared_bottom, single_task, sluice, soft_sharing  # noqa: F401
+from polytask.models import aitm, cross_stitch, dmtrl, drn, dupn, esmm, fafs, jmt, mmoe, ple, shared_bottom, single_task, sluice, soft_sharing  # noqa: F401
 from polytask.models.base import MultiTaskModel
 from polytask.errors import ConfigError, PolytaskError
 from polytask.params import validate_params

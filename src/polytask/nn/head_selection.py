@@ -24,8 +24,10 @@ from torch import Tensor, nn
 
 
 def masked_value(dtype: torch.dtype) -> float:
-    """The score a forbidden candidate gets: very negative, finite in ``dtype``."""
-    return torch.finfo(dtype).min / 2
+    """The score a forbidden candidate gets: ``-1e9`` (half the lowest value in a narrower
+    ``dtype`` such as float16), so its probability is 0 while a loss that reads it (a gold head
+    the model may not pick) stays finite."""
+    return max(torch.finfo(dtype).min / 2, -1e9)
 
 
 def candidate_mask(mask: Tensor) -> Tensor:
