@@ -135,21 +135,28 @@ def evaluate(
 @app.command()
 def predict(
     run_dir: Annotated[Path, typer.Argument(help="Run directory written by `polytask train`.")],
-    input: Annotated[Path, typer.Argument(help="CSV or Parquet file with the feature columns.")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write predictions (.parquet or .csv; CSV gets one <task>_proba_<class> column per class).")],
+    input: Annotated[Path, typer.Argument(help="CSV, Parquet, CoNLL-U (.conllu) or CoNLL-2000 (.conll) file with the feature columns.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write predictions (.parquet or .csv; CSV gets one <task>_proba_<class> column per class; .conllu or .conll: the input sentences with the predicted labels in place of the label columns).")],
     keep: Annotated[list[str], typer.Option("--keep", help="Input columns to copy into the output (e.g. an id).")] = [],  # noqa: B006
 ) -> None:
-    """Predict every task: one named column per task (probabilities for binary tasks). The output
-    file is replaced only once the predictions are complete; on any failure it is left as it was."""
+    """Predict every task: one named column per task (probabilities for binary tasks); with a
+    .conllu or .conll output, the input's sentences written back in that format with each task's
+    predicted labels (tags, heads) in its label column. The output file is replaced only once the
+    predictions are complete; on any failure it is left as it was."""
     from polytask.api import load_run
-    from polytask.errors import PolytaskError
+    from polytask.errors import DataError, PolytaskError
     from polytask.fileio import write_predictions
 
     try:
         fmt = _output_format(output)  # before anything is read, computed or created
         with _warnings_as_lines():
             run = load_run(run_dir)
-        table = run.predict_table(input, source=str(input), keep=list(keep), flat=fmt == "csv")
+        if fmt in ("conllu", "conll"):
+            if keep:
+                raise DataError(f"--keep: a {output.suffix} output keeps every input column already (drop --keep)")
+            table = run.predict_labels(input, source=str(input))
+        else:
+            table = run.predict_table(input, source=str(input), keep=list(keep), flat=fmt == "csv")
         write_predictions(table, output, fmt)
     except (PolytaskError, KeyError, OSError) as exc:
         _fail(exc)
@@ -158,7 +165,7 @@ def predict(
 
 
 def _output_format(output: Path) -> str:
-    from polytask.data.io import CSV_SUFFIXES, PARQUET_SUFFIXES
+    from polytask.data.io import CONLL_SUFFIXES, CONLLU_SUFFIXES, CSV_SUFFIXES, PARQUET_SUFFIXES
     from polytask.errors import DataError
     from polytask.fileio import file_ancestor
 
@@ -169,8 +176,14 @@ def _output_format(output: Path) -> str:
         fmt = "parquet"
     elif name.endswith(CSV_SUFFIXES):
         fmt = "csv"
+    elif name.endswith(CONLLU_SUFFIXES):
+        fmt = "conllu"
+    elif name.endswith(CONLL_SUFFIXES):
+        fmt = "conll"
     else:
-        raise DataError(f"{output}: unknown output type (expected {', '.join(PARQUET_SUFFIXES + CSV_SUFFIXES)})")
+        raise DataError(
+            f"{output}: unknown output type (expected {', '.join(PARQUET_SUFFIXES + CSV_SUFFIXES + CONLLU_SUFFIXES + CONLL_SUFFIXES)})"
+        )
     blocking = file_ancestor(output)
     if blocking is not None:
         raise DataError(f"{output}: cannot write there ({blocking} is a file, not a directory)")

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from polytask.errors import ConfigError, PolytaskError
+from polytask.errors import ConfigError, DataError, PolytaskError
 
 
 class WriteError(PolytaskError, OSError):
@@ -237,8 +237,10 @@ def check_not_locked(out: str | os.PathLike) -> None:
 
 # -- predictions ----------------------------------------------------------------------------------------
 def write_predictions(table: Any, path: str | os.PathLike, fmt: str) -> None:
-    """Write a pyarrow table as ``fmt`` (``parquet`` or ``csv``) to ``path`` atomically (the parent
-    directory is created when missing): an existing file is replaced only by a complete one."""
+    """Write a pyarrow table as ``fmt`` (``parquet``, ``csv``, ``conllu`` or ``conll``: CoNLL-2000
+    columns) to ``path`` atomically (the parent directory is created when missing): an existing
+    file is replaced only by a complete one. The text formats take one row per sentence
+    (:mod:`polytask.data.text_formats`); a ``.gz`` path is gzipped."""
     path = Path(path)
     if path.is_dir():
         raise WriteError(f"{path}: is a directory")
@@ -253,11 +255,19 @@ def write_predictions(table: Any, path: str | os.PathLike, fmt: str) -> None:
 
         def write(tmp: Path) -> None:
             pacsv.write_csv(table, tmp)
+    elif fmt in ("conllu", "conll"):
+        from polytask.data import text_formats
+
+        writer = text_formats.write_conllu if fmt == "conllu" else text_formats.write_conll_columns
+        gz = path.name.lower().endswith(".gz")
+
+        def write(tmp: Path) -> None:  # the temporary name has no .gz: compress by the final name
+            writer(table, tmp, compress=gz)
     else:
         raise ValueError(f"unknown output format {fmt!r}")
     try:
         atomic_write_with(path, write)
-    except WriteError:
+    except (WriteError, DataError):
         raise
     except Exception as exc:  # noqa: BLE001 - the writer refused the table (a type CSV cannot hold)
         raise WriteError(f"{path}: could not write the predictions as {fmt} ({' '.join(str(exc).split())[:200]})") from None

@@ -121,6 +121,46 @@ class Run:
                 columns[name] = column
         return pa.table(columns)
 
+    def predict_labels(self, data: Any, *, source: str = "input") -> pa.Table:
+        """The input table with each task's label column(s) replaced by its predictions in the
+        label's own form (:meth:`~polytask.tasks.base.TaskKind.label_predictions`: a class name,
+        one tag per token, head indices), every other column as it was, so the table can be written
+        back in the input's own format (CoNLL-U, CoNLL-2000 columns). A label column the input
+        lacks is appended. A token-level prediction covers the tokens the text feature kept (the
+        last ``max_len``): where a sentence is longer, its first tokens get null (written ``_``)."""
+        arrow = to_arrow(data, source)
+        preds = self.predict(arrow, source=source)
+
+        def align(column: pa.Array, tokens: str | None) -> pa.Array:
+            # a list of per-token predictions shorter than its row's token list: pad it in front
+            if tokens not in arrow.column_names or not pa.types.is_list(column.type):
+                return column
+            text = arrow.column(tokens)
+            if not (pa.types.is_list(text.type) or pa.types.is_large_list(text.type)):
+                return column  # text given as a string: nothing to line up with
+            lengths = [len(v) if v is not None else 0 for v in text.to_pylist()]
+            values = column.to_pylist()
+            if all(v is None or len(v) >= n for v, n in zip(values, lengths)):
+                return column
+            padded = [v if v is None or len(v) >= n else [None] * (n - len(v)) + v for v, n in zip(values, lengths)]
+            return pa.array(padded, column.type)
+
+        table = arrow
+        for t in self.tasks:
+            for name, column in t.spec.label_predictions(t, preds[t.name], arrow).items():
+                column = align(column, t.spec.token_feature)
+                if name in table.column_names:
+                    original = table.schema.field(name).type
+                    if column.type != original:
+                        try:
+                            column = column.cast(original)
+                        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                            pass  # predictions of another type than the gold column (kept as predicted)
+                    table = table.set_column(table.column_names.index(name), name, column)
+                else:
+                    table = table.append_column(name, column)
+        return table
+
     def evaluate(self, data: Any, *, source: str = "input") -> dict[str, Any]:
         """``{task: {metric: value}}`` (plus ``loss``) on a labelled table or file."""
         table = self.preprocessor.transform(to_arrow(data, source), source)

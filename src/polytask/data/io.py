@@ -1,4 +1,5 @@
-"""Reading CSV and Parquet into pyarrow tables, with errors that name the file."""
+"""Reading CSV, Parquet and token-per-line text files (CoNLL-U, CoNLL-2000 columns) into pyarrow
+tables, with errors that name the file."""
 
 from __future__ import annotations
 
@@ -12,10 +13,15 @@ from polytask.errors import DataError
 
 CSV_SUFFIXES = (".csv", ".csv.gz", ".tsv", ".txt")
 PARQUET_SUFFIXES = (".parquet", ".pq")
+#: CoNLL-U (one sentence per row: :func:`polytask.data.text_formats.read_conllu`)
+CONLLU_SUFFIXES = (".conllu", ".conllu.gz")
+#: CoNLL-2000 style columns (:func:`polytask.data.text_formats.read_conll_columns`)
+CONLL_SUFFIXES = (".conll", ".conll.gz")
 
 
 def read_table(path: str | os.PathLike) -> pa.Table:
-    """Read a CSV (optionally gzipped) or Parquet file; reject missing, empty or unreadable files."""
+    """Read a CSV (optionally gzipped), Parquet, CoNLL-U or CoNLL-2000 column file (the last two
+    one row per sentence, optionally gzipped); reject missing, empty or unreadable files."""
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path}: file not found")
@@ -32,8 +38,19 @@ def read_table(path: str | os.PathLike) -> pa.Table:
 
             delimiter = "\t" if name.endswith(".tsv") else ","
             table = pacsv.read_csv(path, parse_options=pacsv.ParseOptions(delimiter=delimiter))
+        elif name.endswith(CONLLU_SUFFIXES):
+            from polytask.data.text_formats import read_conllu
+
+            table = read_conllu(path)
+        elif name.endswith(CONLL_SUFFIXES):
+            from polytask.data.text_formats import read_conll_columns
+
+            table = read_conll_columns(path)
         else:
-            raise DataError(f"{path}: unknown file type (expected .csv, .csv.gz, .tsv or .parquet)")
+            raise DataError(
+                f"{path}: unknown file type (expected .csv, .csv.gz, .tsv, .txt, .parquet, .pq, "
+                ".conllu, .conllu.gz, .conll or .conll.gz)"
+            )
     except DataError:
         raise
     except (pa.ArrowInvalid, OSError) as exc:
@@ -95,19 +112,29 @@ def to_arrow(data: Any, name: str = "<table>") -> pa.Table:
 
 
 def write_table(table: pa.Table, path: str | os.PathLike) -> None:
-    """Write predictions as Parquet or CSV, chosen by the suffix."""
+    """Write a table as Parquet, CSV, CoNLL-U or CoNLL-2000 columns, chosen by the suffix (the
+    text formats need one row per sentence with list columns, as :func:`read_table` gives)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    if path.name.lower().endswith(PARQUET_SUFFIXES):
+    name = path.name.lower()
+    if name.endswith(PARQUET_SUFFIXES):
         import pyarrow.parquet as pq
 
         pq.write_table(table, path)
-    elif path.name.lower().endswith(CSV_SUFFIXES):
+    elif name.endswith(CSV_SUFFIXES):
         import pyarrow.csv as pacsv
 
         pacsv.write_csv(table, path)
+    elif name.endswith(CONLLU_SUFFIXES):
+        from polytask.data.text_formats import write_conllu
+
+        write_conllu(table, path)
+    elif name.endswith(CONLL_SUFFIXES):
+        from polytask.data.text_formats import write_conll_columns
+
+        write_conll_columns(table, path)
     else:
-        raise DataError(f"{path}: unknown output type (expected .parquet or .csv)")
+        raise DataError(f"{path}: unknown output type (expected .parquet, .csv, .conllu or .conll)")
 
 
 SPLIT_KEY = b"polytask.split"

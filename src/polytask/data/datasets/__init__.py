@@ -4,10 +4,13 @@ from polytask.data.datasets import (  # noqa: F401
     ali_ccp,
     aliexpress,
     census_income,
+    conll2000_chunking,
     entire_space,
     movielens,
     multi_mnist,
+    sick2014,
     synthetic_mmoe,
+    ud_english_ewt,
 )
 from polytask.data.datasets.base import DatasetBundle
 
