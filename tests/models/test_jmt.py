@@ -374,9 +374,9 @@ def test_learns_tags_left_neighbour_heads_and_a_pair_score():
     model = create_model("jmt", spec, tasks, {"text": "a", "pair": "b", "dim": 24, "hidden": 24, "label_dim": 8,
                                                "dropout": 0.0})
     train, test = make_problem(800, 0), make_problem(300, 1)
-    trainer = Trainer(model, tasks, epochs=12, batch_size=32, optimizer="adam", lr=0.01, device="cpu",
+    trainer = Trainer(model, tasks, epochs=6, batch_size=32, optimizer="adam", lr=0.01, device="cpu",
                       progress=False, log_every=None, seed=0, patience=None)
-    trainer.fit(train)  # 12 epochs x 25 steps = 300 steps
+    trainer.fit(train)  # 6 epochs x 25 steps = 150 steps
     model.eval()
     with torch.no_grad():
         out = model(test.features)
@@ -385,3 +385,84 @@ def test_learns_tags_left_neighbour_heads_and_a_pair_score():
     assert got["pos"]["token_accuracy"] > 0.95
     assert got["dep"]["uas"] > 0.9 and got["dep"]["las"] > 0.85
     assert got["rel"]["pearson"] > 0.8
+
+
+def sentence_table(n: int, seed: int, width: int = 8):
+    """The problem of :func:`make_problem` as a table: words ``w<i>`` (their class ``i % 4`` as the
+    tag ``T<c>``), CoNLL-style heads (left neighbour) and relations, a second sentence and the
+    pair's relatedness score."""
+    import numpy as np
+    import pyarrow as pa
+
+    rng = np.random.default_rng(seed)
+    rows: dict[str, list] = {"words": [], "pos": [], "heads": [], "deprel": [], "words_b": [], "score": []}
+    for _ in range(n):
+        a = rng.integers(0, 20, rng.integers(3, width + 1))
+        b = rng.integers(0, 20, rng.integers(3, width + 1))
+        rows["words"].append(" ".join(f"w{i}" for i in a))
+        rows["words_b"].append(" ".join(f"w{i}" for i in b))
+        rows["pos"].append(" ".join(f"T{i % 4}" for i in a))
+        rows["heads"].append(" ".join(str(t) for t in range(len(a))))
+        rows["deprel"].append(" ".join(["root"] + [("even", "odd")[int(i % 4) % 2] for i in a[:-1]]))
+        rows["score"].append(1.0 + len({int(i) % 4 for i in a} & {int(i) % 4 for i in b}))
+    return pa.table(rows)
+
+
+def test_fit_trains_jmt_from_a_table_with_char_ngrams_and_a_shared_vocabulary():
+    """The whole path: the preprocessor's char n-grams and shared pair vocabulary, the dependency
+    and relatedness kinds, and the jmt schedule (one task at a time, successive regularisation)."""
+    import polytask
+
+    train, valid = sentence_table(500, 0), sentence_table(200, 1)
+    run = polytask.fit(
+        train=train, validation=valid,
+        features={"sequence": [{"name": "words", "separator": " ", "max_len": 8, "char_ngrams": [2, 3]},
+                               {"name": "words_b", "separator": " ", "max_len": 8, "char_ngrams": [2, 3], "vocabulary": "words"}]},
+        tasks=[{"name": "pos", "kind": "tagging", "tokens": "words"},
+               {"name": "dep", "kind": "dependency", "label": "heads", "tokens": "words", "relations": "deprel"},
+               {"name": "score", "kind": "relatedness"}],
+        model={"name": "jmt", "text": "words", "pair": "words_b", "dim": 24, "hidden": 24, "label_dim": 8, "dropout": 0.0},
+        schedule="jmt", epochs=4, batch_size=32, progress=False, seed=0, device="cpu",
+        optimizer={"name": "adam", "lr": 0.01},
+    )
+    assert run.model.ngram_features == ["words", "words_b"]
+    val = run.metrics["validation"]
+    print({k: {m: round(v, 3) for m, v in d.items() if isinstance(v, float)} for k, d in val.items() if isinstance(d, dict)})
+    assert val["pos"]["token_accuracy"] > 0.95
+    assert val["dep"]["uas"] > 0.9
+    assert val["score"]["pearson"] > 0.7
+
+
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_runs_under_bf16_autocast(device):
+    torch.manual_seed(0)
+    tasks = paper_tasks()
+    model = create_model("jmt", NGRAM_SPEC, tasks, {**SMALL, "pair": "b", "zero_init": False}).to(device)
+    feats = {k: v.to(device) for k, v in features(4, ngrams=True).items()}
+    lab, mask = labels(tasks, features(4, ngrams=True))
+    lab, mask = {k: v.to(device) for k, v in lab.items()}, {k: v.to(device) for k, v in mask.items()}
+    model.begin_task("dep")
+    with torch.autocast(device, dtype=torch.bfloat16):
+        loss = total_loss(model, tasks, feats, lab, mask)
+    assert torch.isfinite(loss)
+    loss.backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
+def test_pretrained_vectors_fill_the_word_table(tmp_path):
+    path = tmp_path / "vectors.txt"
+    path.write_text("cat 1 2 3 4\ndog 5 6 7 8\n")
+    spec = InputSpec(sequences={"a": 5, "b": 5}, vocabularies={"a": ["dog", "cat", "eel"], "b": ["dog", "cat", "eel"]})
+    model = create_model("jmt", spec, [pos(), rel()], {**SMALL, "dim": 4, "pair": "b", "embeddings": str(path),
+                                                       "freeze_embeddings": True})
+    assert model.vectors_found == 2
+    torch.testing.assert_close(model.words.weight[2:4], torch.tensor([[5.0, 6, 7, 8], [1.0, 2, 3, 4]]))
+    assert not model.words.weight.requires_grad and model.has_shared_representation is False
+    other = InputSpec(sequences={"a": 5, "b": 5}, vocabularies={"a": ["dog", "cat", "eel"], "b": ["eel", "cat", "dog"]})
+    from polytask.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="vocabulary: a"):
+        create_model("jmt", other, [pos(), rel()], {**SMALL, "pair": "b"})

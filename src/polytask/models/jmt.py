@@ -158,9 +158,11 @@ class JMT(MultiTaskModel):
         successive: ``delta`` of the successive regularisation (Sec. 2.6; 0 switches it off).
         successive_classifier: ``delta`` for the lower task's classifier parameters.
         dropout: on every level's input and every classifier's input.
-        embeddings: a word2vec/GloVe text file of ``dim``-wide vectors for the word table (needs
-            the vocabulary, present when the run is built from data).
-        freeze_embeddings: keep the word table fixed.
+        embeddings: a word2vec/GloVe text file of ``dim``-wide vectors for the word table, read
+            for the text's vocabulary (``InputSpec.vocabularies``, present while a run is built from
+            data; a saved run being loaded has none and skips the file, its weights restored).
+        freeze_embeddings: keep the word table fixed (without n-grams nothing shared then trains
+            below the first level, and the model declares no shared representation).
         pair_features: per row-level task, ``abs`` (``[|a - b|; a * b]``) or ``signed``
             (``[a - b; a * b]``); defaults: ``abs`` for the first row-level task, ``signed`` after.
         maxout_pieces: affine pieces per Maxout unit.
@@ -213,16 +215,25 @@ class JMT(MultiTaskModel):
         # -- word representation (Sec. 2.1) ---------------------------------------------------------
         self.ngram_features = [f for f in (self.text, self.pair) if f is not None and char_ngrams and f in input_spec.ngrams]
         ngram_vocab = max((input_spec.ngrams[f] for f in self.ngram_features), default=0)
-        vectors = None
-        if embeddings is not None and input_spec.vocabularies.get(self.text) is not None:
+        vocabulary = input_spec.vocabularies.get(self.text)
+        if self.pair is not None:
+            other = input_spec.vocabularies.get(self.pair)
+            if vocabulary is not None and other is not None and list(vocabulary) != list(other):
+                raise ValueError(f"pair {self.pair!r} has a vocabulary of its own; both sentences run through one word "
+                                 f"table, so declare it with vocabulary: {self.text}")
+        vocab = max(input_spec.sequences[f] for f in (self.text, self.pair) if f is not None)
+        vectors, self.vectors_found = None, 0
+        if embeddings is not None and vocabulary is not None:  # a saved run being loaded has no vocabulary
             from polytask.encoders.word_vectors import read_word_vectors
 
-            vectors, _ = read_word_vectors(embeddings, input_spec.vocabularies[self.text], dim)
-            if vectors.shape[0] != input_spec.sequences[self.text]:
-                raise ValueError(f"embeddings: {vectors.shape[0]} rows for a vocabulary of {input_spec.sequences[self.text]} ids")
-        vocab = max(input_spec.sequences[f] for f in (self.text, self.pair) if f is not None)
+            if len(vocabulary) + 2 != vocab:
+                raise ValueError(f"text {self.text!r} has {vocab} word ids but its vocabulary lists {len(vocabulary)} words "
+                                 "(+2 for padding and unknown)")
+            vectors, self.vectors_found = read_word_vectors(embeddings, list(vocabulary), dim)
         self.words = WordRepresentation(vocab, dim, ngram_vocab=ngram_vocab, ngram_dim=ngram_dim, vectors=vectors,
                                         freeze=freeze_embeddings)
+        if not any(p.requires_grad for p in self.words.parameters()):
+            self.has_shared_representation = False  # a frozen table alone: x_t carries no gradient
         self.dropout = nn.Dropout(dropout) if dropout else nn.Identity()
         x_dim = self.words.out_dim
         state = 2 * hidden
