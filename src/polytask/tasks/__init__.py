@@ -7,6 +7,7 @@ directions and prediction formatting. See :mod:`polytask.tasks.base` for the con
 
 from polytask.tasks import binary, multiclass, regression  # noqa: F401 - registers the built-in kinds
 from polytask.tasks import multilabel, ranking, tagging  # noqa: F401 - multi-label, learning to rank, sequence tagging
+from polytask.tasks import dependency, relatedness  # noqa: F401 - dependency parsing (head selection), semantic relatedness
 from polytask.tasks.base import LEVELS, Metric, TaskKind, masked_mean, row_count
 from polytask.tasks.task import Task
 
