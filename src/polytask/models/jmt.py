@@ -74,10 +74,8 @@ def init_lstm_(lstm: nn.LSTM) -> None:
 
 def is_head_selection(task: Task) -> bool:
     """Does the task's kind score heads (the ``dependency`` layout)? Asked of the kind's
-    ``head_selection`` flag; a kind without the flag is a head-selection kind only if it is the
-    ``dependency`` kind (the one kind whose formula this is)."""
-    flag = getattr(task.spec, "head_selection", None)
-    return bool(flag) if flag is not None else task.level == "token" and task.kind == "dependency"
+    ``head_selection`` flag, not its name."""
+    return task.level == "token" and bool(getattr(task.spec, "head_selection", False))
 
 
 def relation_count(task: Task) -> int:
