@@ -466,3 +466,29 @@ def test_pretrained_vectors_fill_the_word_table(tmp_path):
 
     with pytest.raises(ConfigError, match="vocabulary: a"):
         create_model("jmt", other, [pos(), rel()], {**SMALL, "pair": "b"})
+
+
+@pytest.mark.parametrize("active", ["pos", "chk", "dep", "rel"])
+def test_while_one_task_trains_only_the_levels_up_to_it_run(active):
+    """Under a one-task-at-a-time schedule the levels above the trained task are not computed
+    (their outputs are zeros: their masks are cleared); the trained task's output is the same as
+    in a full pass, and the pair's second sentence is read only when a row-level task is run."""
+    torch.manual_seed(0)
+    tasks = paper_tasks()
+    model = create_model("jmt", SPEC, tasks, {**SMALL, "pair": "b", "zero_init": False})
+    feats = features(4)
+    model.train()
+    full = model(feats)
+    model.begin_task(active)
+    part = model(feats)
+    k = [t.name for t in tasks].index(active)
+    assert list(part) == [t.name for t in tasks]
+    for t in tasks[: k + 1]:
+        assert torch.allclose(part[t.name], full[t.name], atol=1e-6), t.name
+    for t in tasks[k + 1:]:
+        assert part[t.name].shape == full[t.name].shape and not part[t.name].any(), t.name
+    if active != "rel":  # token-level levels only: sentence b is never read
+        assert torch.equal(model(feats | {"seq:b": torch.zeros_like(feats["seq:b"])})[active], part[active])
+    model.eval()
+    assert all(model(feats)[t.name].shape == full[t.name].shape for t in tasks)  # evaluation runs every level
+    assert model(feats)["ent"].any()

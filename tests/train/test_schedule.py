@@ -31,7 +31,7 @@ def test_jmt_visits_every_task_in_order_on_its_own_rows_with_only_its_own_loss()
     calls = []
     schedule = make_schedule("jmt", three_sources(), TASKS, 4, seed=1, begin_task=calls.append)
     steps = list(schedule)
-    assert calls == ["pos", "chunk", "rel"]
+    assert calls == ["pos", "chunk", "rel", None]
     order = [task for _, task in steps]
     assert order == sorted(order, key=["pos", "chunk", "rel"].index)  # one task after another
     assert len(steps) == len(schedule) == 3 + 3 + 2
@@ -76,7 +76,7 @@ def test_the_trainer_calls_begin_task_in_the_jmt_order():
     calls = []
     model.begin_task = calls.append
     Trainer(model, TASKS, schedule="jmt", epochs=2, batch_size=4, progress=False, device="cpu").fit(three_sources())
-    assert calls == ["pos", "chunk", "rel"] * 2
+    assert calls == ["pos", "chunk", "rel", None] * 2
 
 
 def test_trim_tokens_cuts_text_and_token_labels_to_the_longest_row():

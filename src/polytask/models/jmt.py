@@ -313,13 +313,14 @@ class JMT(MultiTaskModel):
         return [self.words, self.levels[0]]
 
     # -- forward -------------------------------------------------------------------------------
-    def _inputs(self, features: dict[str, Tensor]) -> tuple[Tensor, Tensor | None, int]:
+    def _inputs(self, features: dict[str, Tensor], with_pair: bool = True) -> tuple[Tensor, Tensor | None, int]:
         """Word ids ``[N, L]`` (and n-gram ids ``[N, L, G]``) of the text, with the pair's sentences
-        appended below (``N = 2B``), padded to a common width; and the text's own width."""
+        appended below (``N = 2B``; unless ``with_pair`` is False), padded to a common width; and
+        the text's own width."""
         ids = features[f"seq:{self.text}"]
         width = ids.shape[1]
         grams = self._ngrams(features, self.text, ids) if self.ngram_features else None
-        if self.pair is None:
+        if self.pair is None or not with_pair:
             return ids, grams, width
         ids_b = features[f"seq:{self.pair}"]
         length = max(width, ids_b.shape[1])
@@ -345,8 +346,27 @@ class JMT(MultiTaskModel):
         h = run_packed(lstm, self.dropout(x), lengths)
         return h * mask.unsqueeze(-1).to(h.dtype)
 
+    def _levels_needed(self) -> int:
+        """How many levels a forward pass runs: while one task trains (a one-task-at-a-time
+        schedule called :meth:`begin_task`), the levels up to it; else all."""
+        if self.training and self.active_task is not None:
+            return self.task_names.index(self.active_task) + 1
+        return len(self.tasks)
+
+    @staticmethod
+    def _placeholder(task: Task, b: int, width: int, like: Tensor) -> Tensor:
+        """Zeros of ``task``'s output shape for a level a pass does not run (its task is not
+        trained on this step: a one-task-at-a-time schedule clears its mask)."""
+        if task.level == "token":
+            size = task.output_dim - (task.spec.max_len - width) if is_head_selection(task) else task.output_dim
+            return like.new_zeros(b, width, size)
+        return like.new_zeros(b) if task.spec.scalar_output and task.output_dim == 1 else like.new_zeros(b, task.output_dim)
+
     def forward(self, features: dict[str, Tensor]) -> dict[str, Tensor]:
-        ids, grams, width = self._inputs(features)
+        stop = self._levels_needed()
+        # the second sentence of a pair only matters to the row-level tasks among the levels run
+        with_pair = any(t.level != "token" for t in self.tasks[:stop])
+        ids, grams, width = self._inputs(features, with_pair)
         b = features[f"seq:{self.text}"].shape[0]
         lengths, mask = valid_positions(ids)
         x = self.share(self.words(ids, grams))  # [N, L, x_dim]
@@ -354,7 +374,9 @@ class JMT(MultiTaskModel):
         below: Tensor | None = None  # the last level's token states
         labels: Tensor | None = None  # sum of the token label embeddings so far
         row_label: Tensor | None = None  # label embedding of the last row-level task
-        for k, task in enumerate(self.tasks):
+        for task in self.tasks[stop:]:
+            out[task.name] = self._placeholder(task, b, width, x)
+        for k, task in enumerate(self.tasks[:stop]):
             if k == 0:
                 level_in = x
             else:
@@ -382,7 +404,7 @@ class JMT(MultiTaskModel):
             y = head(f)
             row_label = self.labels[task.name](y) if task.name in self.labels else None
             out[task.name] = y.squeeze(-1) if task.spec.scalar_output and task.output_dim == 1 else y
-        return out
+        return {t.name: out[t.name] for t in self.tasks}
 
     # -- successive regularisation (Sec. 2.6) --------------------------------------------------------
     def lower_parameters(self, name: str) -> list[tuple[nn.Parameter, float]]:

@@ -139,6 +139,7 @@ class JMTSchedule(Schedule):
                     if name != task.name:
                         batch.masks[name] = torch.zeros_like(mask)
                 yield batch, task.name
+        self.begin_task(None)  # evaluation and anything after the epoch see every task again
 
 
 def make_schedule(name: str, table: TensorTable, tasks: Sequence[Task], batch_size: int, *, seed: int = 0,
