@@ -45,8 +45,7 @@ int64 tensor, with a mask of the same shape.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import pyarrow as pa
@@ -55,16 +54,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from polytask.errors import ConfigError, DataError
+from polytask.errors import DataError
 from polytask.registry import TASK_KINDS
 from polytask.tasks.base import Metric, TaskKind
 from polytask.tasks.multiclass import class_ids, fit_classes
-from polytask.tasks.tagging import DEFAULT_MAX_LEN, DEFAULT_SEPARATOR, UNLABELLED, kept_positions, split_lists
+from polytask.tasks.tagging import UNLABELLED, TokenLabels, kept_positions, split_lists
 from polytask.tasks.task import Task
-
-if TYPE_CHECKING:
-    from polytask.data.schema import FeatureSpec
-
 
 def _head_numbers(items: pa.Array, rows: np.ndarray, *, source: str, column: str) -> np.ndarray:
     """Head items (integers, or text holding integers) -> float64 with NaN for missing ones; a
@@ -132,7 +127,7 @@ def best_heads(output: Tensor, lengths: Tensor, num_relations: int) -> Tensor:
 
 
 @TASK_KINDS.register("dependency")
-class Dependency(TaskKind):
+class Dependency(TokenLabels, TaskKind):
     """Dependency parsing by head selection (JMT's dependency layer): per token a softmax over
     head candidates (root and the sentence's tokens) and, with ``relations``, over relation labels
     at the head; UAS and LAS. The output layout is in the module docstring.
@@ -148,7 +143,7 @@ class Dependency(TaskKind):
     """
 
     name = "dependency"
-    level = "token"
+    needs, labels_are = "dependency parsing", "heads"
     scalar_output = False
     label_dtype = torch.int64
     #: the output is the head-selection layout of the module docstring (models that score heads,
@@ -165,27 +160,13 @@ class Dependency(TaskKind):
         max_len: int | None = None,
         classes: list[Any] | None = None,
     ) -> None:
-        if max_len is not None and max_len < 1:
-            raise ValueError(f"max_len must be >= 1, got {max_len}")
-        if separator is not None and not separator:
-            raise ValueError("separator must not be empty")
         if classes is not None and relations is None:
             raise ValueError("classes are relation labels; set relations to their column")
         if classes is not None and len(classes) < 1:
             raise ValueError("classes must list at least one relation")
-        self.tokens = tokens
+        self._bind_text(tokens, separator, max_len)
         self.relations = relations
-        self._separator = separator
-        self._max_len = max_len
         self.classes = list(classes) if classes is not None else None
-
-    @property
-    def separator(self) -> str:
-        return self._separator if self._separator is not None else DEFAULT_SEPARATOR
-
-    @property
-    def max_len(self) -> int:
-        return self._max_len if self._max_len is not None else DEFAULT_MAX_LEN
 
     @property
     def num_relations(self) -> int:
@@ -197,9 +178,8 @@ class Dependency(TaskKind):
         return len(self.classes)
 
     def options(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"tokens": self.tokens}
-        for key, value in (("relations", self.relations), ("separator", self._separator), ("max_len", self._max_len),
-                           ("classes", self.classes)):
+        out = self.text_options()
+        for key, value in (("relations", self.relations), ("classes", self.classes)):
             if value is not None:
                 out[key] = value
         return out
@@ -208,26 +188,6 @@ class Dependency(TaskKind):
     def output_dim(self) -> int:
         """``max_len + 1 + 3R``: head scores of the root and every position, then ``a_t``, ``c_t``, ``c_0``."""
         return self.max_len + 1 + 3 * self.num_relations
-
-    @property
-    def token_feature(self) -> str:
-        return self.tokens
-
-    def check_inputs(self, task: Task, features: Mapping[str, FeatureSpec]) -> None:
-        f = features.get(self.tokens)
-        where = f"task {task.name!r}: text feature {self.tokens!r}"
-        if f is None:
-            raise ConfigError(f"{where} is not a declared feature; declare it as a sequence feature (separator: {self.separator!r})")
-        if f.type != "sequence":
-            raise ConfigError(f"{where} is a {f.type} feature; dependency parsing needs a sequence feature")
-        if self._max_len is None:
-            self._max_len = f.max_len
-        if self._separator is None:
-            self._separator = f.separator
-        if f.max_len != self.max_len:
-            raise ConfigError(f"{where} has max_len {f.max_len} but the task has max_len {self.max_len}; set both the same")
-        if f.separator != self.separator:
-            raise ConfigError(f"{where} is split on {f.separator!r} but the task's heads on {self.separator!r}; set both the same")
 
     # -- labels -----------------------------------------------------------------------------
     def label_columns(self, task: Task) -> list[str]:

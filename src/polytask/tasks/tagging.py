@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
 import pyarrow as pa
@@ -85,8 +85,71 @@ def token_accuracy(output: Tensor, label: Tensor) -> float:
     return float((output.argmax(-1)[keep] == label[keep]).float().mean())
 
 
+class TokenLabels:
+    """What every kind with one label per token of a text feature shares (tagging, dependency):
+    the text feature (``tokens``), and its ``separator`` and ``max_len``, taken from the feature
+    when the task does not set them and checked against it (:meth:`check_inputs`), so labels and
+    tokens are split and truncated the same way. Subclasses call :meth:`_bind_text` in their
+    constructor and set ``needs`` (what the task is, for messages)."""
+
+    level = "token"
+    #: how messages name what needs the text feature, and what its labels are
+    needs: ClassVar[str] = "a token-level task"
+    labels_are: ClassVar[str] = "labels"
+
+    def _bind_text(self, tokens: str, separator: str | None, max_len: int | None) -> None:
+        if max_len is not None and max_len < 1:
+            raise ValueError(f"max_len must be >= 1, got {max_len}")
+        if separator is not None and not separator:
+            raise ValueError("separator must not be empty")
+        self.tokens = tokens
+        # None until bound to the text feature (check_inputs); a kind used on its own reads like a
+        # sequence feature split on spaces with the default max_len
+        self._separator = separator
+        self._max_len = max_len
+
+    @property
+    def separator(self) -> str:
+        return self._separator if self._separator is not None else DEFAULT_SEPARATOR
+
+    @property
+    def max_len(self) -> int:
+        return self._max_len if self._max_len is not None else DEFAULT_MAX_LEN
+
+    @property
+    def token_feature(self) -> str:
+        return self.tokens
+
+    def text_options(self) -> dict[str, Any]:
+        """``tokens``, and ``separator``/``max_len`` once set."""
+        out: dict[str, Any] = {"tokens": self.tokens}
+        if self._separator is not None:
+            out["separator"] = self._separator
+        if self._max_len is not None:
+            out["max_len"] = self._max_len
+        return out
+
+    def check_inputs(self, task: Task, features: Mapping[str, FeatureSpec]) -> None:
+        f = features.get(self.tokens)
+        where = f"task {task.name!r}: text feature {self.tokens!r}"
+        if f is None:
+            raise ConfigError(f"{where} is not a declared feature; declare it as a sequence feature (separator: {self.separator!r})")
+        if f.type != "sequence":
+            raise ConfigError(f"{where} is a {f.type} feature; {self.needs} needs a sequence feature")
+        if self._max_len is None:
+            self._max_len = f.max_len
+        if self._separator is None:
+            self._separator = f.separator
+        if f.max_len != self.max_len:
+            raise ConfigError(f"{where} has max_len {f.max_len} but the task has max_len {self.max_len}; set both the same")
+        if f.separator != self.separator:
+            raise ConfigError(
+                f"{where} is split on {f.separator!r} but the task's {self.labels_are} on {self.separator!r}; set both the same"
+            )
+
+
 @TASK_KINDS.register("tagging")
-class Tagging(Classes):
+class Tagging(TokenLabels, Classes):
     """Sequence tagging: one class per token of a text feature; masked per-token cross-entropy,
     token accuracy and (BIO tags) span F1.
 
@@ -103,7 +166,7 @@ class Tagging(Classes):
     """
 
     name = "tagging"
-    level = "token"
+    needs, labels_are = "tagging", "tags"
     example_options = {"tokens": "text", "scheme": "bio"}
 
     def __init__(
@@ -117,60 +180,18 @@ class Tagging(Classes):
         classes: list[Any] | None = None,
     ) -> None:
         super().__init__(num_classes=num_classes, classes=classes)
-        if max_len is not None and max_len < 1:
-            raise ValueError(f"max_len must be >= 1, got {max_len}")
-        if separator is not None and not separator:
-            raise ValueError("separator must not be empty")
         if scheme not in ("none", "bio"):
             raise ValueError(f"scheme must be 'none' or 'bio', got {scheme!r}")
         if scheme == "bio" and self.classes is not None:
             bad = [c for c in self.classes if c != "O" and not (isinstance(c, str) and c[:2] in ("B-", "I-") and len(c) > 2)]
             if bad:
                 raise ValueError(f"scheme bio: class {bad[0]!r} is not a BIO tag (O, B-<type>, I-<type>)")
-        self.tokens = tokens
-        # None until bound to the text feature (check_inputs); a kind used on its own reads like a
-        # sequence feature split on spaces with the default max_len
-        self._separator = separator
-        self._max_len = max_len
+        self._bind_text(tokens, separator, max_len)
         self.scheme = scheme
 
-    @property
-    def separator(self) -> str:
-        return self._separator if self._separator is not None else DEFAULT_SEPARATOR
-
-    @property
-    def max_len(self) -> int:
-        return self._max_len if self._max_len is not None else DEFAULT_MAX_LEN
-
     def options(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"tokens": self.tokens, "scheme": self.scheme}
-        if self._separator is not None:
-            out["separator"] = self._separator
-        if self._max_len is not None:
-            out["max_len"] = self._max_len
+        out = {**self.text_options(), "scheme": self.scheme}
         return {**out, **super().options()}
-
-    @property
-    def token_feature(self) -> str:
-        return self.tokens
-
-    def check_inputs(self, task: Task, features: Mapping[str, FeatureSpec]) -> None:
-        f = features.get(self.tokens)
-        where = f"task {task.name!r}: text feature {self.tokens!r}"
-        if f is None:
-            raise ConfigError(f"{where} is not a declared feature; declare it as a sequence feature (separator: {self.separator!r})")
-        if f.type != "sequence":
-            raise ConfigError(f"{where} is a {f.type} feature; tagging needs a sequence feature")
-        if self._max_len is None:
-            self._max_len = f.max_len
-        if self._separator is None:
-            self._separator = f.separator
-        if f.max_len != self.max_len:
-            raise ConfigError(f"{where} has max_len {f.max_len} but the task has max_len {self.max_len}; set both the same")
-        if f.separator != self.separator:
-            raise ConfigError(
-                f"{where} is split on {f.separator!r} but the task's tags on {self.separator!r}; set both the same"
-            )
 
     # -- labels -----------------------------------------------------------------------------
     def fit(self, table: pa.Table, task: Task, source: str) -> None:
