@@ -357,3 +357,63 @@ def test_old_state_dict_names_still_load():
     torch.testing.assert_close(again(feats()), enc(feats()))
     with torch.no_grad():
         torch.testing.assert_close(enc.words(IDS), torch.nn.functional.embedding(IDS, state["words.weight"]))
+
+
+# -- sentence pairs ------------------------------------------------------------------------------
+def pair_spec() -> InputSpec:
+    return InputSpec(sequences={"a": 12, "b": 12})
+
+
+def test_pair_sentence_row_is_the_pair_features_of_both_sentences():
+    torch.manual_seed(0)
+    enc = TokenEncoder(pair_spec(), pair="b", dim=6, hidden=3)
+    assert enc.feature == "a" and enc.out_dim == 6
+    ids_a = torch.tensor([[2, 3, 4, 0], [5, 0, 0, 0]])
+    ids_b = torch.tensor([[2, 3, 0], [6, 7, 8]])
+    rows = enc({"seq:a": ids_a, "seq:b": ids_b}).reshape(2, 5, 6)
+    _, u = enc._encode({"seq:a": ids_a}, "a")
+    _, v = enc._encode({"seq:b": ids_b}, "b")
+    expected = enc.pair_map(torch.cat([(u - v).abs(), u * v], dim=-1))
+    assert torch.allclose(rows[:, 0], expected, atol=1e-6)  # the sentence row
+    tokens, _ = enc._encode({"seq:a": ids_a}, "a")
+    assert torch.allclose(rows[:, 1:], tokens, atol=1e-6)  # token rows: the first text's
+    # the same sentence on both sides: |u - v| = 0
+    same = enc({"seq:a": ids_a, "seq:b": ids_a[:, :3]}).reshape(2, 5, 6)[:, 0]
+    _, w = enc._encode({"seq:a": ids_a}, "a")
+    assert torch.allclose(same, enc.pair_map(torch.cat([torch.zeros_like(w), w * w], dim=-1)), atol=1e-6)
+
+
+def test_pair_needs_a_shared_vocabulary():
+    with pytest.raises(ValueError, match="declare it with vocabulary: a"):
+        TokenEncoder(InputSpec(sequences={"a": 12, "b": 9}), pair="b")
+    with pytest.raises(ValueError, match="must be another sequence feature"):
+        TokenEncoder(pair_spec(), feature="a", pair="a")
+
+
+def test_a_pair_task_is_learned_through_the_tokens_encoder():
+    """Label: is sentence b a copy of sentence a? Hard sharing on the pair's sentence row learns it."""
+    import numpy as np
+    import pyarrow as pa
+
+    import polytask
+
+    def table(n, seed):
+        rng = np.random.default_rng(seed)
+        a = [[f"w{i}" for i in rng.integers(0, 12, rng.integers(2, 6))] for _ in range(n)]
+        same = rng.integers(0, 2, n)
+        b = [x if s else [f"w{i}" for i in rng.integers(0, 12, len(x))] for x, s in zip(a, same)]
+        return pa.table({"a": a, "b": b, "same": same})
+
+    def fit():
+        return polytask.fit(
+            train=table(600, 0), validation=table(200, 1),
+            features={"sequence": [{"name": "a", "max_len": 6}, {"name": "b", "max_len": 6, "vocabulary": "a"}]},
+            tasks=[{"name": "same"}],
+            model={"name": "shared_bottom", "bottom_hidden": [16], "tower_hidden": [], "encoder": "tokens",
+                   "encoder_params": {"dim": 16, "pair": "b"}},
+            epochs=8, batch_size=32, progress=False, seed=0, device="cpu", optimizer={"name": "adam", "lr": 0.01},
+        ).metrics["validation"]["same"]["auc"]
+
+    auc = fit()
+    print(f"validation AUC {auc:.3f}")
+    assert auc > 0.95

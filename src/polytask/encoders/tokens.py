@@ -57,14 +57,17 @@ from polytask.nn.word_representation import WordRepresentation
 from polytask.registry import ENCODERS
 
 
-def text_feature(spec: InputSpec, feature: str | None = None) -> str:
-    """The sequence feature to encode: ``feature`` if given, else the only sequence feature;
-    ValueError listing the sequence features otherwise."""
+def text_feature(spec: InputSpec, feature: str | None = None, pair: str | None = None) -> str:
+    """The sequence feature to encode: ``feature`` if given, else the only sequence feature
+    (besides ``pair``); ValueError listing the sequence features otherwise."""
     known = ", ".join(spec.sequences) or "none"
     if feature is not None:
         if feature not in spec.sequences:
             raise ValueError(f"encoder 'tokens': feature {feature!r} is not a sequence feature (sequence features: {known})")
         return feature
+    candidates = [n for n in spec.sequences if n != pair]
+    if pair is not None and len(candidates) == 1:
+        return candidates[0]
     if len(spec.sequences) != 1:
         raise ValueError(
             "encoder 'tokens' needs exactly one sequence feature (or encoder_params.feature naming one); "
@@ -112,6 +115,12 @@ class TokenEncoder(InputEncoder):
         embeddings: path of a word2vec/GloVe text file initialising the word table (words the file
             lacks start random); read only when the spec carries the feature's vocabulary.
         freeze_embeddings: keep the word table fixed while training.
+        pair: a second text feature (the other sentence of a sentence pair, declared with
+            ``vocabulary: <feature>`` so its words have the same ids), encoded by the same word
+            representation and contextual layer; the sentence row is then a learned linear map of
+            the pair features ``[|u - v|; u * v]`` of the two sentence vectors (Tai, Socher &
+            Manning 2015), so any architecture's sentence-level tasks see the pair, while the
+            token rows stay the first text's.
     """
 
     def __init__(
@@ -133,9 +142,24 @@ class TokenEncoder(InputEncoder):
         ngram_dim: int | None = None,
         embeddings: str | None = None,
         freeze_embeddings: bool = False,
+        pair: str | None = None,
     ) -> None:
         super().__init__()
-        self.feature = text_feature(spec, feature)
+        self.feature = text_feature(spec, feature, pair)
+        if pair is not None:
+            if pair not in spec.sequences or pair == self.feature:
+                raise ValueError(
+                    f"encoder 'tokens': pair {pair!r} must be another sequence feature (sequence features: "
+                    f"{', '.join(spec.sequences) or 'none'})"
+                )
+            if spec.sequences[pair] != spec.sequences[self.feature]:
+                raise ValueError(
+                    f"encoder 'tokens': pair {pair!r} has its own vocabulary; declare it with vocabulary: {self.feature} "
+                    "so the same word has the same id in both texts"
+                )
+            if char_ngrams and pair not in spec.ngrams:
+                raise ValueError(f"encoder 'tokens': char_ngrams needs the n-grams of pair {pair!r} too (char_ngrams in its declaration)")
+        self.pair = pair
         for key, value, allowed in (("kind", kind, ("lstm", "transformer")), ("pool", pool, ("mean", "max", "first")),
                                     ("positions", positions, ("learned", "sinusoidal"))):
             if value not in allowed:
@@ -185,9 +209,12 @@ class TokenEncoder(InputEncoder):
             layer = nn.TransformerEncoderLayer(width, heads, 4 * width, dropout=dropout, batch_first=True, norm_first=True)
             self.context = nn.TransformerEncoder(layer, layers, norm=nn.LayerNorm(width), enable_nested_tensor=False)
             self.token_dim = width
-        rest = replace(spec, sequences={n: v for n, v in spec.sequences.items() if n != self.feature},
-                       ngrams={n: v for n, v in spec.ngrams.items() if n != self.feature},
-                       vocabularies={n: v for n, v in spec.vocabularies.items() if n != self.feature})
+        #: the pair's sentence row: [|u - v|; u * v] -> token_dim
+        self.pair_map = nn.Linear(2 * self.token_dim, self.token_dim) if pair is not None else None
+        texts = {self.feature, pair}
+        rest = replace(spec, sequences={n: v for n, v in spec.sequences.items() if n not in texts},
+                       ngrams={n: v for n, v in spec.ngrams.items() if n not in texts},
+                       vocabularies={n: v for n, v in spec.vocabularies.items() if n not in texts})
         self.rest = rest_input(rest, embedding_dim)
         self.out_dim = self.token_dim + (self.rest.out_dim if self.rest is not None else 0)
 
@@ -245,17 +272,26 @@ class TokenEncoder(InputEncoder):
             return torch.where((lengths > 0).unsqueeze(1), filled, torch.zeros_like(filled))
         return tokens[:, 0]
 
-    def forward(self, features: dict[str, Tensor]) -> Tensor:
-        ids = features[f"seq:{self.feature}"]
+    def _encode(self, features: dict[str, Tensor], feature: str) -> tuple[Tensor, Tensor]:
+        """Token vectors ``[B, L, H]`` (zero at padding) and the sentence vector ``[B, H]``."""
+        ids = features[f"seq:{feature}"]
         b, length = ids.shape
         lengths, mask = valid_positions(ids)  # [B], [B, L]
-        x = self.words(ids, features[f"ngrams:{self.feature}"] if self.char_ngrams else None)
+        x = self.words(ids, features[f"ngrams:{feature}"] if self.char_ngrams else None)
         if self.kind == "lstm":
             tokens = self._lstm(self.dropout(x), lengths) if length else x.new_zeros(b, 0, self.token_dim)
         else:
             tokens = self._transformer(x, mask) if length else x.new_zeros(b, 0, self.token_dim)
         tokens = tokens * mask.unsqueeze(-1).to(tokens.dtype)
-        rows = torch.cat([self._sentence(tokens, mask, lengths).unsqueeze(1), tokens], dim=1)  # [B, L+1, H]
+        return tokens, self._sentence(tokens, mask, lengths)
+
+    def forward(self, features: dict[str, Tensor]) -> Tensor:
+        b, length = features[f"seq:{self.feature}"].shape
+        tokens, sentence = self._encode(features, self.feature)
+        if self.pair_map is not None:
+            _, other = self._encode(features, self.pair)
+            sentence = self.pair_map(torch.cat([(sentence - other).abs(), sentence * other], dim=-1))
+        rows = torch.cat([sentence.unsqueeze(1), tokens], dim=1)  # [B, L+1, H]
         if self.rest is not None:
             rest = self.rest(features)
             rows = torch.cat([rows, rest.unsqueeze(1).expand(b, length + 1, rest.shape[1])], dim=2)
