@@ -92,3 +92,25 @@ def test_a_feature_declared_differently_by_two_sources_is_refused(tmp_path):
     cfg["data"]["sources"]["two"]["features"] = {"numeric": [{"name": "x", "log1p": True}]}
     with pytest.raises(ConfigError, match="feature 'x' is declared differently by sources 'one'"):
         load_splits(Config(**cfg).data)
+
+
+def test_a_file_of_one_source_is_predicted_and_evaluated_without_the_others_columns(tmp_path):
+    cfg = config(tmp_path)
+    two = tmp_path / "b.csv"
+    table = pacsv.read_csv(two)
+    pacsv.write_csv(table.append_column("z", pa.array(np.arange(table.num_rows, dtype=float))), two)
+    cfg["data"]["sources"]["two"]["features"] = {"numeric": ["x", "z"]}  # z: source two only
+    cfg["train"]["epochs"] = 3
+    run = polytask.fit(cfg)
+    assert run.preprocessor.optional_columns == ["z"]  # empty in source one's rows
+    one = pacsv.read_csv(tmp_path / "a.csv").drop(["b"])  # source one's own columns: x and a
+    preds = run.predict(one.drop(["a"]))
+    assert set(preds) == {"a", "b"} and len(preds["a"]) == one.num_rows
+    metrics = run.evaluate(one)
+    assert metrics["a"]["count"] == one.num_rows and metrics["b"]["count"] == 0
+    saved = tmp_path / "run"
+    run.save(saved)
+    assert polytask.load_run(saved).preprocessor.optional_columns == run.preprocessor.optional_columns
+    # a single-source run still insists on every column
+    with pytest.raises(Exception, match="missing column"):
+        polytask.fit(train=one, tasks=[{"name": "a"}], features={"numeric": ["x", "q"]}, epochs=1, progress=False)

@@ -86,6 +86,10 @@ class Preprocessor:
         self.label_encoders = {t.name: LabelEncoder(t) for t in tasks}
         self.fitted = False
         self._train_labels = None
+        #: multi-source runs: columns some source's rows do not have (all empty there), which an
+        #: input from another source may leave out (filled empty); the tasks of another source
+        #: may likewise lack their label columns (unlabelled)
+        self.optional_columns: list[str] = []
 
     # -- checks -----------------------------------------------------------------------------
     def required_columns(self, with_labels: bool = True) -> list[str]:
@@ -99,10 +103,43 @@ class Preprocessor:
                     cols.extend(c for c, _, _ in parse_condition(t.where))
         return list(dict.fromkeys(cols))
 
+    def _optional(self) -> list[str]:
+        """Columns an input may lack: :attr:`optional_columns`, and in a multi-source run the
+        label columns of every task (a file of one source holds no label of another's tasks)."""
+        out = list(self.optional_columns)
+        for t in self.tasks:
+            if t.source is not None:
+                out += [*t.label_columns(), *([t.weight_column] if t.weight_column else [])]
+        return list(dict.fromkeys(out))
+
     def check_columns(self, table: pa.Table, source: str, with_labels: bool = True) -> None:
-        missing = [c for c in self.required_columns(with_labels) if c not in table.column_names]
+        optional = set(self._optional())
+        missing = [c for c in self.required_columns(with_labels) if c not in table.column_names and c not in optional]
         if missing:
             raise DataError(f"{source}: missing column(s) {', '.join(repr(c) for c in missing)}")
+
+    def _complete(self, table: pa.Table) -> pa.Table:
+        """``table`` with the optional columns it lacks added, empty (see :attr:`optional_columns`)."""
+        for c in self._optional():
+            if c not in table.column_names:
+                table = table.append_column(c, pa.nulls(table.num_rows))
+        return table
+
+    @staticmethod
+    def _source_gaps(table: pa.Table, columns: list[str]) -> list[str]:
+        """The ``columns`` entirely empty in the rows of some source of a multi-source table."""
+        import pyarrow.compute as pc
+
+        from polytask.data.labels import SOURCE_COLUMN
+
+        if SOURCE_COLUMN not in table.column_names:
+            return []
+        gaps = []
+        sources = table.column(SOURCE_COLUMN)
+        for name in pc.unique(sources).to_pylist():
+            rows = table.filter(pc.equal(sources, name))
+            gaps += [c for c in columns if c in rows.column_names and rows.column(c).null_count == rows.num_rows]
+        return list(dict.fromkeys(gaps))
 
     # -- fit / transform --------------------------------------------------------------------
     def fit(self, table: pa.Table, source: str = "train") -> Preprocessor:
@@ -110,6 +147,7 @@ class Preprocessor:
         never train: a label column with no label in the split, a ``where`` condition that
         selects no row of it (or none with a label)."""
         self.check_columns(table, source)
+        self.optional_columns = self._source_gaps(table, self.required_columns())
         with rows_of_file(table):
             for f in self.features:
                 if f.vocabulary is not None:
@@ -153,6 +191,7 @@ class Preprocessor:
         if not self.fitted:
             raise RuntimeError("Preprocessor.transform called before fit")
         self.check_columns(table, source, with_labels)
+        table = self._complete(table)
         with rows_of_file(table):
             return self._transform(table, source, with_labels)
 
@@ -228,6 +267,7 @@ class Preprocessor:
         return {
             "features": [{"spec": f.to_dict(), "state": self.encoders[f.name].state()} for f in self.features],
             "tasks": [t.to_dict() for t in self.tasks],
+            **({"optional_columns": self.optional_columns} if self.optional_columns else {}),
         }
 
     @classmethod
@@ -237,6 +277,7 @@ class Preprocessor:
         pre = cls(features, tasks)
         for f, e in zip(features, d["features"]):
             pre.encoders[f.name].load(e["state"])
+        pre.optional_columns = list(d.get("optional_columns", []))
         pre.fitted = True
         return pre
 
