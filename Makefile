@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test bench bench-speed bench-synthetic bench-census bench-weighting bench-esmm bench-dupn clean
+.PHONY: install demo test bench bench-speed bench-synthetic bench-census bench-weighting bench-esmm bench-dupn bench-nlp clean
 
 install: $(STAMP)
 
@@ -20,7 +20,7 @@ demo: install
 test: install
 	$(BIN)/python -m pytest -q
 
-bench: install bench-speed bench-synthetic bench-census bench-weighting bench-esmm bench-dupn
+bench: install bench-speed bench-synthetic bench-census bench-weighting bench-esmm bench-dupn bench-nlp
 
 bench-speed: install
 	PYTHON=$(BIN)/python bash benchmarks/speed/install_peers.sh
@@ -35,6 +35,9 @@ bench-census: install
 bench-weighting: install
 	$(BIN)/python benchmarks/weighting.py
 	$(BIN)/python benchmarks/weighting_cost.py
+
+bench-nlp: install
+	$(BIN)/python benchmarks/nlp.py
 
 bench-esmm: install
 	$(BIN)/python benchmarks/esmm.py
