@@ -257,7 +257,8 @@ def markdown(rows: list[dict[str, Any]], args: dict[str, Any], minutes: float) -
                      f"{statistics.fmean(r['sentences_per_second'] for r in runs):.0f} |")
     lines += ["", "JMT's sentences/s counts every source's training rows (a SICK pair is one row) over the epoch's "
               "five task passes.", "",
-              f"Command: `python benchmarks/nlp.py {' '.join(sys.argv[1:])}`".rstrip() + f" ({minutes:.0f} min)"]
+              f"Command: `python benchmarks/nlp.py {' '.join(sys.argv[1:])}`".rstrip() + f" ({minutes:.0f} min"
+              + (", including the merged earlier runs" if args.get("merge") else "") + ")"]
     return "\n".join(lines) + "\n", summary
 
 
@@ -279,14 +280,24 @@ def main() -> None:
     ap.add_argument("--data-dir", default=None)
     ap.add_argument("--quick", action="store_true", help="1 seed, 1 epoch, 300 rows per source")
     ap.add_argument("--name", default="nlp")
+    ap.add_argument("--merge", default=None,
+                    help="an earlier results JSON: its runs are kept and not trained again (e.g. more ablation seeds)")
     args = ap.parse_args()
     if args.quick:
         args.seeds, args.ablation_seeds, args.epochs, args.max_rows = 1, 0, 1, args.max_rows or 300
     opts = vars(args)
     parts = set(args.parts.split(","))
-    todo = [j for j in jobs(opts) if j[0].split("-")[0] in parts]
-    start = time.time()
     rows: list[dict[str, Any]] = []
+    previous_minutes = 0.0
+    if args.merge:
+        import json
+
+        earlier = json.loads(Path(args.merge).read_text())
+        rows = earlier["rows"]
+        previous_minutes = earlier.get("minutes", 0.0)
+    done = {(r["part"], r["model"], r["seed"]) for r in rows}
+    todo = [j for j in jobs(opts) if j[0].split("-")[0] in parts and j[:3] not in done]
+    start = time.time()
     with ProcessPoolExecutor(max_workers=args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
         futures = [(j, pool.submit(_job, *j, opts)) for j in todo]
         for (part, label, seed, _), f in futures:
@@ -296,7 +307,7 @@ def main() -> None:
                      for t in r["test"] if isinstance(r["test"][t], dict)}
             print(f"[{(time.time() - start) / 60:5.1f} min] {label} seed {seed}: {shown} "
                   f"({r['epochs']} epochs, best {r['best_epoch']}, {r['seconds_per_epoch']:.0f} s/epoch)", flush=True)
-    minutes = (time.time() - start) / 60
+    minutes = (time.time() - start) / 60 + previous_minutes
     text, summary = markdown(rows, opts, minutes)
     print(text)
     write_results(args.name, {"environment": environment(), "args": opts, "tasks": JMT_TASKS, "paper": PAPER,
