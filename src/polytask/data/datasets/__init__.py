@@ -7,6 +7,7 @@ from polytask.data.datasets import (  # noqa: F401
     conll2000_chunking,
     entire_space,
     movielens,
+    multi_fashion,
     multi_mnist,
     sick2014,
     synthetic_mmoe,
