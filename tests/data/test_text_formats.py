@@ -13,7 +13,7 @@ import pyarrow as pa
 import pytest
 
 from polytask.data.io import read_table, write_table
-from polytask.data.paths import DataNotFoundError, dataset_dir, resolve_data_dir
+from polytask.data.paths import dataset_dir, resolve_data_dir
 from polytask.data.text_formats import (
     CONLLU_COLUMNS,
     read_conll_columns,
@@ -55,12 +55,8 @@ def write(tmp_path: Path, text: str, name: str = "f.conllu") -> Path:
 
 
 def real_folder(name: str) -> Path:
-    """A dataset folder of the data directory; skip only when there is no data directory."""
-    try:
-        root = resolve_data_dir()
-    except DataNotFoundError:
-        pytest.skip("no data directory ($POLYTASK_DATA_DIR or ../shared/data)")
-    return dataset_dir(name, root)
+    """A dataset folder of the data directory (a missing one fails, like the other dataset tests)."""
+    return dataset_dir(name, resolve_data_dir())
 
 
 # -- CoNLL-U: reading --------------------------------------------------------------------------------

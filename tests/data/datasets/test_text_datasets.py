@@ -21,7 +21,7 @@ from polytask.data.datasets.base import DatasetBundle
 from polytask.data.datasets.conll2000_chunking import conll2000_chunking
 from polytask.data.datasets.sick2014 import read_sick, sick2014
 from polytask.data.datasets.ud_english_ewt import UPOS_TAGS, WORDS_FEATURE, ud_english_ewt
-from polytask.data.paths import DataNotFoundError, resolve_data_dir
+from polytask.data.paths import resolve_data_dir
 from polytask.data.schema import FeatureSpec
 from polytask.data.sources import make_tasks
 from polytask.data.text_formats import read_conll_columns
@@ -31,10 +31,8 @@ from polytask.registry import DATASETS
 
 @pytest.fixture(scope="module")
 def data_dir() -> Path:
-    try:
-        return resolve_data_dir()
-    except DataNotFoundError:
-        pytest.skip("no data directory ($POLYTASK_DATA_DIR or ../shared/data)")
+    """The data directory; like the other dataset tests, a missing one fails (DataNotFoundError)."""
+    return resolve_data_dir()
 
 
 @pytest.fixture(scope="module")
