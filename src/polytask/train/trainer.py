@@ -31,7 +31,6 @@ import torch
 from pydantic import Field
 from torch import Tensor, nn
 
-from polytask.data.loader import BatchLoader
 from polytask.data.table import Batch, TensorTable
 from polytask.errors import ConfigError, TrainingError
 from polytask.metrics import higher_is_better
@@ -376,11 +375,11 @@ class Trainer:
             losses = distributed.globalise(losses, batch, self.world_size, self.loss_tasks)
         return losses, extra
 
-    def train_epoch(self, loader: Schedule | BatchLoader, bar: Any = None) -> dict[str, Any]:
+    def train_epoch(self, loader: Schedule, bar: Any = None) -> dict[str, Any]:
         """One pass over the training data; returns each task's mean batch loss (over the batches
         holding a label of it) and mean task weights (and, every ``log_every`` steps, the step's
-        weights and task-gradient cosines). ``loader`` is a :class:`Schedule` (or a plain
-        :class:`BatchLoader`: every task on every batch)."""
+        weights and task-gradient cosines). ``loader`` is a :class:`Schedule` (its batches come
+        with the task a one-task-at-a-time schedule trains; the masks already say so)."""
         model, tasks, weighting, opt = self.model, self.loss_tasks, self.weighting, self.optimizer
         model.train()
         names = [t.name for t in tasks]
@@ -392,9 +391,7 @@ class Trainer:
         batches = 0
         total_batches = len(loader)
         non_blocking = self.device.type == "cuda"
-        for batch in loader:
-            if isinstance(batch, tuple):  # a schedule's (batch, trained task)
-                batch = batch[0]
+        for batch, _ in loader:
             for feature, token_tasks in self._token_tasks.items():
                 batch = batch.trim_tokens(feature, token_tasks)
             # which tasks the (global) batch holds labels for, before it is sharded over processes

@@ -24,7 +24,7 @@ from typing import Any
 import pyarrow as pa
 
 from polytask.data.datasets.base import DatasetBundle
-from polytask.data.datasets.ud_english_ewt import MAX_LEN, WORDS_FEATURE, check_max_rows, proportional_cap
+from polytask.data.datasets.ud_english_ewt import MAX_LEN, WORDS_FEATURE, cap_splits, check_max_rows
 from polytask.data.paths import DataNotFoundError, dataset_dir
 from polytask.data.text_formats import read_lines
 from polytask.errors import DataError
@@ -107,10 +107,7 @@ def sick2014(data_dir: str | os.PathLike | None = None, max_rows: int | None = N
     folder = dataset_dir(FOLDER, data_dir, published_at=PUBLISHED_AT)
     paths = {split: folder / name for split, name in FILES.items()}
     tables = {split: read_sick(path) for split, path in paths.items()}
-    full_train = tables["train"].num_rows
-    train = tables["train"] if max_rows is None else tables["train"].slice(0, max_rows)
-    validation = proportional_cap(tables["validation"], max_rows, full_train)
-    test = proportional_cap(tables["test"], max_rows, full_train)
+    train, validation, test = cap_splits(tables, max_rows)
     notes = (
         "SICK (SemEval-2014 Task 1), the official files: train = SICK_train.txt (4,500 pairs), validation = "
         "SICK_trial.txt (500), test = SICK_test_annotated.txt (4,927). Sentences split on whitespace, case kept; "

@@ -67,6 +67,15 @@ def proportional_cap(table: pa.Table, max_rows: int | None, train_rows: int) -> 
     return table.slice(0, max(1, math.ceil(table.num_rows * max_rows / train_rows)))
 
 
+def cap_splits(tables: dict[str, pa.Table], max_rows: int | None) -> tuple[pa.Table, pa.Table, pa.Table]:
+    """``(train, validation, test)`` of official splits, ``max_rows`` keeping the first training
+    rows and the same share of the other two (:func:`proportional_cap`)."""
+    full_train = tables["train"].num_rows
+    train = tables["train"] if max_rows is None else tables["train"].slice(0, max_rows)
+    return (train, proportional_cap(tables["validation"], max_rows, full_train),
+            proportional_cap(tables["test"], max_rows, full_train))
+
+
 @DATASETS.register("ud_english_ewt")
 def ud_english_ewt(data_dir: str | os.PathLike | None = None, max_rows: int | None = None) -> DatasetBundle:
     """UD English-EWT, the official train/dev/test split; ``max_rows`` keeps the first
@@ -78,11 +87,8 @@ def ud_english_ewt(data_dir: str | os.PathLike | None = None, max_rows: int | No
         if not path.is_file():
             raise DataNotFoundError(f"{path} not found: put the UD_English-EWT release files there ({PUBLISHED_AT})")
     tables = {split: read_conllu(path) for split, path in paths.items()}
-    full_train = tables["train"].num_rows
     longer = sum(1 for n in tables["train"].column("words").to_pylist() if len(n) > MAX_LEN)
-    train = tables["train"] if max_rows is None else tables["train"].slice(0, max_rows)
-    validation = proportional_cap(tables["validation"], max_rows, full_train)
-    test = proportional_cap(tables["test"], max_rows, full_train)
+    train, validation, test = cap_splits(tables, max_rows)
     notes = (
         "UD English-EWT v2.16, official split: train = en_ewt-ud-train.conllu, validation = en_ewt-ud-dev.conllu, "
         "test = en_ewt-ud-test.conllu (12,544 / 2,001 / 2,077 sentences), one row per sentence. Tokens are the "
