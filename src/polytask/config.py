@@ -80,6 +80,30 @@ class FeatureOptions(_Strict):
     char_ngrams: list[Annotated[int, Field(ge=1)]] | None = None
     max_ngrams: int = Field(16, ge=1)
     vocabulary: str | None = None
+    # image features only (FeatureSpec refuses them on another type)
+    size: list[Annotated[int, Field(ge=1)]] | Annotated[int, Field(ge=1)] | None = None
+    channels: int = 3
+    root: str | None = None
+    flip: bool = False
+    crop: int = Field(0, ge=0)
+    mean: list[float] | None = None
+    std: list[Annotated[float, Field(gt=0)]] | None = None
+
+    @pydantic.field_validator("channels", mode="after")
+    @classmethod
+    def _channels(cls, value: int) -> int:
+        if value not in (1, 3):
+            raise ValueError(f"channels must be 1 (grayscale) or 3 (RGB), got {value}")
+        return value
+
+    @pydantic.field_validator("size", mode="after")
+    @classmethod
+    def _square(cls, value: Any) -> Any:
+        if isinstance(value, int):  # size: 32 is [32, 32]
+            return [value, value]
+        if value is not None and len(value) != 2:
+            raise ValueError(f"size must be [height, width] or one integer, got {value}")
+        return value
 
     @pydantic.model_validator(mode="before")
     @classmethod
@@ -123,10 +147,12 @@ class FeaturesConfig(_Strict):
     categorical: list[FeatureOptions] = []
     sequence: list[FeatureOptions] = []
     dense: list[FeatureOptions] = []
+    #: image file paths or encoded image bytes (see :mod:`polytask.data.images`)
+    image: list[FeatureOptions] = []
     exclude: list[str] = []
 
     def is_empty(self) -> bool:
-        return not (self.numeric or self.categorical or self.sequence or self.dense)
+        return not (self.numeric or self.categorical or self.sequence or self.dense or self.image)
 
 
 class TaskConfig(_Schema):
