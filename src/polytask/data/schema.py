@@ -169,6 +169,10 @@ class InputSpec:
     #: 1 unknown). Set while a run is built from data, so an encoder can load pretrained vectors
     #: for its words; not saved (a loaded run's weights already hold them), so it is empty then.
     vocabularies: dict[str, list[str]] = field(default_factory=dict, repr=False, compare=False)
+    #: True for a spec read back from a saved run (:meth:`from_dict`): the run's checkpoint holds
+    #: every weight, so encoders skip the files they initialise from while a run is built (the
+    #: ``resnet`` encoder's ``weights``). Not saved.
+    restored: bool = field(default=False, repr=False, compare=False)
     #: image features (their ``[C, H, W]`` shape is in ``dense``, their uint8 pixels in
     #: ``dense:<name>``): name -> ``{"mean": [C floats], "std": [C floats], "flip": bool,
     #: "crop": int}``, what :class:`polytask.nn.image_input.ImageInputs` (built by every model)
@@ -178,10 +182,11 @@ class InputSpec:
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out.pop("vocabularies")
+        out.pop("restored")
         if not out["images"]:  # a run without images saves what it saved before images existed
             del out["images"]
         return out
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> InputSpec:
-        return cls(**d)
+        return cls(**d, restored=True)
