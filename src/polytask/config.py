@@ -267,13 +267,16 @@ class TrainConfig(_trainer_settings()):  # type: ignore[misc]
     threads: StrictInt | None = Field(None, ge=1)
     #: a run directory whose matching parameters (and feature encoders) this run starts from
     init_from: str | None = None
-    #: after init_from: none (fine-tune all), shared (freeze the model's shared modules), loaded
-    freeze: Literal["none", "shared", "loaded"] = "none"
+    #: after init_from: none (fine-tune all), shared (freeze the model's shared modules), loaded;
+    #: or, with or without init_from, a list of parameter-name patterns (``["input.trunk.*"]``);
+    #: BatchNorm layers left without a trainable parameter stay in eval mode (see
+    #: :mod:`polytask.transfer`)
+    freeze: Literal["none", "shared", "loaded"] | list[str] = "none"
 
     @pydantic.field_validator("freeze")
     @classmethod
-    def _freeze_needs_init_from(cls, value: str, info: pydantic.ValidationInfo) -> str:
-        if value != "none" and not info.data.get("init_from"):
+    def _freeze_needs_init_from(cls, value: str | list[str], info: pydantic.ValidationInfo) -> str | list[str]:
+        if isinstance(value, str) and value != "none" and not info.data.get("init_from"):
             raise ValueError(f"freeze {value!r} needs train.init_from (the run to load the frozen parameters from)")
         return value
 
