@@ -12,6 +12,7 @@ from polytask.data.datasets import (  # noqa: F401
     sick2014,
     synthetic_mmoe,
     ud_english_ewt,
+    utkface,
 )
 from polytask.data.datasets.base import DatasetBundle
 
