@@ -91,7 +91,8 @@ def fit(
     epoch (or starts fresh when there is none); remaining keywords go to the ``train`` section
     (``epochs=10, batch_size=512, monitor="income.auc"``). ``init_from`` (a run directory or a
     :class:`~polytask.run.Run`) and ``freeze`` (``none``/``shared``/``loaded``) start from a trained
-    run's representation (see :mod:`polytask.transfer`).
+    run's representation; ``freeze`` may also be a list of parameter-name patterns
+    (``["input.trunk.*"]``, no ``init_from`` needed) (see :mod:`polytask.transfer`).
 
     Example::
 
@@ -247,6 +248,10 @@ def _train_run(
             from polytask.transfer import initialise
 
             transfer = initialise(model, source, cfg.train.freeze, encoders=reused)
+        elif not isinstance(cfg.train.freeze, str):  # parameter-name patterns need no source run
+            from polytask.transfer import freeze_by_patterns
+
+            transfer = freeze_by_patterns(model, cfg.train.freeze)
         trained = set(model.loss_task_names())
         weighting = create_weighting(cfg.weighting.name, [t for t in pre.tasks if t.name in trained],
                                      cfg.weighting.params())

@@ -226,7 +226,7 @@ def test_models_with_a_cnn_encoder(name):
 
 def test_unknown_encoder_is_a_config_error():
     with pytest.raises(ConfigError, match=r"model\.encoder"):
-        create_model("shared_bottom", IMAGE, TASKS, {"encoder": "resnet"})
+        create_model("shared_bottom", IMAGE, TASKS, {"encoder": "no_such_encoder"})
 
 
 def test_tabular_default_keeps_the_state_dict_layout():

@@ -56,6 +56,7 @@ def text_features(b: int, g: torch.Generator) -> Features:
 INPUTS: dict[str, dict[str, tuple[InputSpec, Callable[[int, torch.Generator], Features], dict[str, Any]]]] = {
     "tabular": {"tabular": (SPEC, tabular_features, {})},
     "cnn": {"cnn": (IMAGE_SPEC, image_features, {"channels": [4, 8], "kernel_size": 3, "padding": "same", "dim": 8})},
+    "resnet": {"resnet": (IMAGE_SPEC, image_features, {"stem": "small", "blocks": [1, 1], "widths": [4, 8]})},
     "tokens": {
         "tokens-lstm": (TEXT_SPEC, text_features, {"feature": "text", "kind": "lstm", "dim": 6, "hidden": 3}),
         "tokens-transformer": (TEXT_SPEC, text_features,

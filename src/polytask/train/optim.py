@@ -1,13 +1,19 @@
-"""Optimisers and learning-rate schedulers by config name.
+"""Optimisers and learning-rate schedulers by config name, and the optimiser's parameter groups.
 
 Options are checked against torch's own signatures (unknown keys and wrong types are a
 :class:`~polytask.errors.ConfigError` naming the key), and values torch itself rejects
 (``eps=-1``) become a ConfigError too, raised when the trainer is built, before training.
+
+:func:`parameter_groups` applies ``train.lr_scale`` (per-parameter learning-rate multipliers by
+name pattern, e.g. a smaller rate for a pretrained trunk than for the new task layers) on top of
+the model's own :meth:`~polytask.models.base.MultiTaskModel.optimizer_groups`;
+:func:`match_parameters` is the name matching it shares with ``train.freeze``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from fnmatch import fnmatchcase
 from typing import Any
 
 import torch
@@ -65,3 +71,52 @@ def create_scheduler(name: str, optimizer: torch.optim.Optimizer, options: Mappi
         if key in options and isinstance(options[key], int) and options[key] < 1:
             raise ConfigError(f"scheduler.{key}: must be >= 1, got {options[key]}")
     return _build("scheduler", name, SCHEDULERS, optimizer, options, "optimizer")
+
+
+def parameter_prefixes(names: Iterable[str], limit: int = 10) -> str:
+    """The distinct first two dotted parts of ``names`` (``input.trunk``, ``columns.layers``), for
+    hints: which names a pattern could have meant."""
+    seen = list(dict.fromkeys(".".join(n.split(".")[:2]) for n in names))
+    return ", ".join(seen[:limit]) + (f", ... ({len(seen)} in all)" if len(seen) > limit else "")
+
+
+def match_parameters(model: torch.nn.Module, patterns: Sequence[str], key: str) -> dict[str, list[str]]:
+    """``{pattern: names of model.named_parameters() it matches}`` (shell-style patterns,
+    :func:`fnmatch.fnmatchcase`). A pattern matching nothing is a ConfigError naming ``key`` and the
+    pattern, with the parameter-name prefixes the model has."""
+    names = [n for n, _ in model.named_parameters()]
+    matched = {}
+    for pattern in patterns:
+        found = [n for n in names if fnmatchcase(n, pattern)]
+        if not found:
+            raise ConfigError(
+                f"{key}: {pattern!r} matches no parameter of the model (parameter names start with "
+                f"{parameter_prefixes(names)}; patterns are shell-style, e.g. 'input.trunk.*')"
+            )
+        matched[pattern] = found
+    return matched
+
+
+def parameter_groups(
+    model: torch.nn.Module, groups: Iterable[Mapping[str, Any]], lr: float, lr_scale: Mapping[str, float] | None = None
+) -> list[dict[str, Any]]:
+    """The optimiser's groups ``{"params", "lr"}`` from the model's ``groups``
+    (:meth:`~polytask.models.base.MultiTaskModel.optimizer_groups`, each with an optional
+    ``lr_scale``) and ``lr_scale`` (``train.lr_scale``: ``{pattern: factor}``). A parameter trains
+    at ``lr * group lr_scale * factor``, the factor of the first pattern (in the given order) its
+    name matches, 1 if none. Each group is split by factor, in order, so without ``lr_scale`` the
+    groups are the model's. A pattern matching no parameter is a ConfigError naming ``train.lr_scale``."""
+    scale = dict(lr_scale or {})
+    if scale:
+        match_parameters(model, list(scale), "train.lr_scale")
+    names = {id(p): n for n, p in model.named_parameters()}
+    out = []
+    for group in groups:
+        base = lr * float(group.get("lr_scale", 1.0))
+        split: dict[float, list[torch.nn.Parameter]] = {}
+        for p in group["params"]:
+            name = names.get(id(p))
+            factor = next((f for pattern, f in scale.items() if name is not None and fnmatchcase(name, pattern)), 1.0)
+            split.setdefault(float(factor), []).append(p)
+        out.extend({"params": params, "lr": base * factor} for factor, params in split.items())
+    return out

@@ -37,7 +37,7 @@ from polytask.metrics import higher_is_better
 from polytask.tasks import Task
 from polytask.train import distributed
 from polytask.train.evaluation import evaluate_table, per_example_losses, predict_raw
-from polytask.train.optim import create_optimizer, create_scheduler
+from polytask.train.optim import create_optimizer, create_scheduler, parameter_groups
 from polytask.train.progress import ProgressBar
 from polytask.train.schedule import Schedule, make_schedule
 from polytask.train.settings import checks_settings, settings_fields, settings_model
@@ -197,6 +197,10 @@ class Trainer:
             own loss; Hashimoto et al. 2017).
         device: ``auto`` (CUDA if present), ``cpu``, ``cuda``...
         grad_clip: clip the global gradient norm.
+        lr_scale: ``{parameter-name pattern: factor}``: parameters whose names match a pattern
+            (shell-style; the first matching one wins) train at ``lr * factor``, times any
+            ``lr_scale`` the model's own groups set (:func:`~polytask.train.optim.parameter_groups`),
+            e.g. ``{"input.trunk.*": 0.1}`` to fine-tune a pretrained trunk slowly.
         amp: ``bf16`` autocast (CPU or CUDA) or ``fp16`` autocast with a gradient scaler (CUDA only).
         accumulate: micro-batches per optimiser step (each ``batch_size`` rows; gradient methods
             combine the task gradients of each micro-batch).
@@ -239,6 +243,7 @@ class Trainer:
         schedule: Literal["joint", "round_robin", "jmt"] = "joint",
         device: str | torch.device = "auto",
         grad_clip: Annotated[float, Field(gt=0)] | None = None,
+        lr_scale: dict[str, Annotated[float, Field(gt=0)]] | None = None,
         amp: Literal["none", "bf16", "fp16"] = "none",
         accumulate: Annotated[int, Field(ge=1)] = 1,
         l1: Annotated[float, Field(ge=0)] = 0.0,
@@ -266,6 +271,8 @@ class Trainer:
         #: divides by; in the first epoch's record as ``initial_validation_loss``)
         self.reference_losses: dict[str, float] | None = None
         self._optimizer_spec = (optimizer, lr, weight_decay, optimizer_params or {}, scheduler, scheduler_params or {}, epochs)
+        #: ``{parameter-name pattern: learning-rate factor}`` (see :func:`parameter_groups`)
+        self.lr_scale = dict(lr_scale or {})
         self._build_optimizer()
         self.epochs, self.batch_size, self.eval_batch_size = epochs, batch_size, eval_batch_size
         self.patience, self.min_delta, self.seed = patience, min_delta, seed
@@ -316,10 +323,7 @@ class Trainer:
     def _build_optimizer(self) -> None:
         """(Re)create optimiser and scheduler over the model's current parameters."""
         name, lr, weight_decay, params, scheduler, scheduler_params, epochs = self._optimizer_spec
-        groups = [
-            {"params": list(g["params"]), "lr": lr * float(g.get("lr_scale", 1.0))}
-            for g in self.model.optimizer_groups()
-        ]
+        groups = parameter_groups(self.model, self.model.optimizer_groups(), lr, self.lr_scale)
         if list(self.weighting.parameters()):
             groups.append({"params": list(self.weighting.parameters()), "lr": lr})
         self.optimizer = create_optimizer(name, groups, {"lr": lr, "weight_decay": weight_decay, **params})
