@@ -82,3 +82,59 @@ def test_covariance_scale_is_fixed_so_the_penalty_shrinks_with_the_weights():
         penalties.append(float(model.regularization()["drn_prior"].detach()))
         torch.testing.assert_close(model.task_covariance().diagonal().sum(), torch.tensor(3.0))
     assert abs(penalties[1] / penalties[0] - 4.0) < 1e-3
+
+
+def test_drn_on_a_frozen_pretrained_resnet_trunk_trains_its_task_layers_under_the_prior(tmp_path):
+    """``drn`` over a ``resnet`` encoder whose trunk comes from a ``weights:`` file, with
+    ``train.freeze: ["input.trunk.*"]``: the trunk (weights and BatchNorm statistics) comes out of
+    training bit-identical to the file, the task layers move, the ``drn_prior`` penalty is in the
+    loss, and its gradient reaches the task-layer weights while no gradient reaches the trunk."""
+    import numpy as np
+    import pyarrow as pa
+
+    from polytask import fit
+    from polytask.encoders.resnet import ResNetTrunk
+
+    small = {"stem": "small", "blocks": [1, 1], "widths": [4, 8]}
+    g = torch.Generator().manual_seed(3)
+    weights = {k: (torch.randint(1, 9, (), generator=g) if k.endswith("num_batches_tracked")
+                   else torch.rand(v.shape, generator=g) + 0.5 if k.endswith("running_var")
+                   else torch.randn(v.shape, generator=g))
+               for k, v in ResNetTrunk(1, small["blocks"], small["widths"], stem="small").state_dict().items()}
+    torch.save(weights, tmp_path / "trunk.pth")
+    rng = np.random.default_rng(0)
+    x = rng.normal(0, 1, (96, 1, 8, 8)).astype(np.float32)
+    table = pa.table({"image": [r.reshape(-1).tolist() for r in x],
+                      "a": (x[:, 0, :, :4].mean((1, 2)) > 0).astype(np.float32), "b": x[:, 0, :4].mean((1, 2))})
+    snapshots = []
+    run = fit(train=table.slice(0, 64), validation=table.slice(64), tasks=[{"name": "a", "kind": "binary"},
+                                                                             {"name": "b", "kind": "regression"}],
+              features={"dense": [{"name": "image", "shape": [1, 8, 8], "scale": "none"}]},
+              model={"name": "drn", "encoder": "resnet", "encoder_params": {**small, "weights": str(tmp_path / "trunk.pth")},
+                     "shared_hidden": [6], "task_hidden": [4], "trade_off": 0.1, "cov_update_every": 2},
+              freeze=["input.trunk.*"], epochs=3, batch_size=16, patience=None, progress=False,
+              callbacks=[lambda tr, record: snapshots.append({k: v.clone() for k, v in tr.model.state_dict().items()})])
+    model = run.model
+    for state in [*snapshots, model.state_dict()]:
+        for k, v in weights.items():
+            assert torch.equal(state[f"input.trunk.{k}"], v), k
+    columns = [k for k in snapshots[0] if k.startswith("columns.") and k.endswith("weight")]
+    assert columns and all(not torch.equal(snapshots[0][k], snapshots[-1][k]) for k in columns)
+    assert all(record["regularization"]["drn_prior"] > 0 for record in run.history)
+    assert run.metrics["transfer"]["frozen"] == [n for n, _ in model.named_parameters() if n.startswith("input.trunk.")]
+
+    model.train()
+    model.zero_grad(set_to_none=True)
+    features = {"dense:image": torch.from_numpy(x[:16])}
+    out = model(features)
+    prior = model.regularization()["drn_prior"]
+    trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    grads = torch.autograd.grad(prior, [p for _, p in trainable], allow_unused=True, retain_graph=True)
+    reached = {n for (n, _), gr in zip(trainable, grads) if gr is not None and gr.abs().sum() > 0}
+    assert reached == {n for n, _ in trainable if n.startswith("columns.") and n.endswith("weight")}
+    (out["b"].square().mean() + prior).backward()
+    for n, p in model.named_parameters():
+        if n.startswith("input.trunk."):
+            assert not p.requires_grad and p.grad is None, n
+        elif n.startswith("columns.") and n.endswith("weight"):
+            assert p.grad is not None and p.grad.abs().sum() > 0, n
