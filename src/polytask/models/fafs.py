@@ -25,6 +25,7 @@ branch tree, widened top-down (the fc layers first, then the conv layers), one l
 cost ``L_b = (d - 1) * unit_cost * 2^p_l`` with ``p_l`` the number of pooling layers above layer
 ``l``: for conv block ``l`` of ``n``, the pools of blocks ``l..n-1`` (a block's own pool follows
 its convolution, as pool5 lies above conv5_x in VGG-16); fully connected layers have ``p_l = 0``.
+The formula is the one the project's method notes recall from the paper (marked unverified there).
 
 Differences from the paper, stated: the paper initialises the thin network from a pretrained wide
 one by simultaneous orthogonal matching pursuit; there is no pretrained network here, so the thin
@@ -32,6 +33,9 @@ network is trained from scratch for ``warmup_epochs``. The paper's VGG-16 pools 
 convolutions; here each conv block has at most one pool, and a pool counts once in ``p_l`` whatever
 its window. Without ``conv`` (MLP layers over an input encoder) there is no pooling: ``p_l = 0``.
 The conv blocks have no dropout (``dropout`` applies to the fc layers).
+With an image-only input, once the bottom conv layer has branched no parameter is shared: the
+shared representation is then the image itself, and weightings that need shared parameters
+(``pcgrad``) refuse the model when the trainer sets them up again after that widening.
 """
 
 from __future__ import annotations
