@@ -13,6 +13,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from polytask.data.images import ImageEncoder
 from polytask.data.schema import FeatureSpec
 from polytask.errors import DataError
 
@@ -466,4 +467,10 @@ class DenseEncoder:
         return self
 
 
-ENCODERS = {"numeric": NumericEncoder, "categorical": CategoricalEncoder, "sequence": SequenceEncoder, "dense": DenseEncoder}
+ENCODERS = {
+    "numeric": NumericEncoder,
+    "categorical": CategoricalEncoder,
+    "sequence": SequenceEncoder,
+    "dense": DenseEncoder,
+    "image": ImageEncoder,
+}

@@ -60,7 +60,26 @@ def read_table(path: str | os.PathLike) -> pa.Table:
     check_column_names(table, str(path))
     if table.num_rows == 0:
         raise DataError(f"{path}: file has no rows")
-    return table
+    return tag_source(table, path)
+
+
+SOURCE_KEY = b"polytask.source"
+
+
+def tag_source(table: pa.Table, path: str | os.PathLike) -> pa.Table:
+    """Record in ``table``'s schema metadata the absolute path of the file it was read from, so
+    relative image paths in it resolve against that file's directory (:func:`source_directory`);
+    kept by the seeded splits carved from it."""
+    meta = dict(table.schema.metadata or {})
+    meta[SOURCE_KEY] = os.path.abspath(path).encode()
+    return table.replace_schema_metadata(meta)
+
+
+def source_directory(table: pa.Table) -> Path | None:
+    """The directory of the file ``table`` was read from by :func:`read_table`; None for a table
+    built in memory (or stacked from several sources)."""
+    meta = (table.schema.metadata or {}).get(SOURCE_KEY)
+    return Path(meta.decode()).parent if meta else None
 
 
 def check_column_names(table: pa.Table, source: str) -> None:
@@ -117,6 +136,9 @@ def write_table(table: pa.Table, path: str | os.PathLike) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     name = path.name.lower()
+    meta = table.schema.metadata or {}
+    if SOURCE_KEY in meta:  # where the rows were read from: not part of the data
+        table = table.replace_schema_metadata({k: v for k, v in meta.items() if k != SOURCE_KEY} or None)
     if name.endswith(PARQUET_SUFFIXES):
         import pyarrow.parquet as pq
 

@@ -18,7 +18,7 @@ import torch
 
 from polytask.data.conditions import parse_condition
 from polytask.data.encoders import ENCODERS
-from polytask.data.io import file_rows
+from polytask.data.io import file_rows, source_directory
 from polytask.data.labels import LabelEncoder
 from polytask.data.schema import FeatureSpec, InputSpec
 from polytask.data.table import TensorTable
@@ -148,10 +148,14 @@ class Preprocessor:
         selects no row of it (or none with a label)."""
         self.check_columns(table, source)
         self.optional_columns = self._source_gaps(table, self.required_columns())
+        directory = source_directory(table)
         with rows_of_file(table):
             for f in self.features:
                 if f.vocabulary is not None:
                     continue  # fitted with the feature whose vocabulary it shares
+                if f.type == "image":  # relative paths: against the directory of the table's file
+                    self.encoders[f.name].fit(table.column(f.name), source, directory=directory)
+                    continue
                 others = [table.column(g) for g in self.sharing[f.name]]
                 self.encoders[f.name].fit(table.column(f.name), source, *others)
                 for g in self.sharing[f.name]:
@@ -205,7 +209,12 @@ class Preprocessor:
         categorical = np.empty((n, len(spec.cardinalities)), dtype=np.int32) if spec.cardinalities else None
         out: dict[str, torch.Tensor] = {}
         num_col = cat_col = 0
+        directory = source_directory(table)
         for f in self.features:
+            if f.type == "image":  # uint8 [N, C, H, W]: the model scales, normalises and augments
+                pixels = self.encoders[f.name].transform(table.column(f.name), source, directory=directory)
+                out[f"dense:{f.name}"] = torch.from_numpy(pixels)
+                continue
             arr = self.encoders[f.name].transform(table.column(f.name), source)
             if f.type == "numeric":
                 numeric[:, num_col : num_col + arr.shape[1]] = arr
@@ -258,6 +267,9 @@ class Preprocessor:
                 spec.vocabularies[f.name] = enc.vocab
                 if f.char_ngrams:
                     spec.ngrams[f.name] = enc.ngram_vocab_size
+            elif f.type == "image":
+                spec.dense[f.name] = list(enc.shape)  # [C, H, W]: the cnn encoder and columns read it
+                spec.images[f.name] = enc.model_input()
             else:
                 spec.dense[f.name] = list(enc.shape)
         return spec

@@ -16,6 +16,7 @@ from torch import Tensor, nn
 from polytask.encoders.base import PerTaskInputs, check_task_levels, make_input, read_out
 
 from polytask.data.schema import InputSpec
+from polytask.nn.image_input import ImageInputs, apply_image_inputs
 from polytask.tasks import Task
 
 
@@ -26,6 +27,15 @@ class MultiTaskModel(nn.Module):
     hyperparameter a keyword with a default and a type hint: the signature is the config schema)
     and implement :meth:`forward`. They list their shared parts in :meth:`shared_modules` and
     pass their shared representation through :meth:`share`.
+
+    Image features (``input_spec.images``) arrive as uint8 pixels ``dense:<name>``
+    ``[B, C, H, W]``: when there are any, ``__init__`` builds an
+    :class:`~polytask.nn.image_input.ImageInputs` (``self.image_inputs``) and registers it as a
+    forward pre-hook, so ``forward`` (and every encoder it calls) sees them as normalised float
+    ``[B, C, H, W]``, flipped and pad-cropped at random in training mode only. Every caller of
+    the model -- the trainer, evaluation, prediction, data-parallel training -- gets this without
+    doing anything; a subclass needs nothing either. Float pixels passed in directly are taken
+    to be in [0, 1] units (uint8 ones in 0..255).
     """
 
     def __init__(self, input_spec: InputSpec, tasks: Sequence[Task]) -> None:
@@ -39,6 +49,9 @@ class MultiTaskModel(nn.Module):
         self.representation: Tensor | None = None
         #: the text feature whose token positions the input rows follow (see polytask.encoders)
         self.position_feature: str | None = None
+        if input_spec.images:  # uint8 pixels -> normalised (augmented) float before every forward
+            self.image_inputs = ImageInputs(input_spec.images)
+            self.register_forward_pre_hook(apply_image_inputs, with_kwargs=True)
 
     #: whether :meth:`share` marks one tensor every task reads (representation-mode weightings
     #: such as MGDA-UB need it). None: True when :meth:`shared_modules` is non-empty; a model
