@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import copy
 
-import pytest
 import torch
 
 from polytask.data.schema import InputSpec
@@ -154,14 +153,3 @@ def test_models_apply_it_before_every_forward():
     state = torch.get_rng_state()
     model({"dense:img": x})
     assert not torch.equal(torch.get_rng_state(), state)
-
-
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
-def test_on_the_gpu_matches_the_cpu_in_eval_mode():
-    module = ImageInputs(images(flip=True, crop=2))
-    x = pixels(8)
-    cpu = module.eval()({"dense:img": x})["dense:img"]
-    gpu = module.cuda().eval()({"dense:img": x.cuda()})["dense:img"]
-    torch.testing.assert_close(gpu.cpu(), cpu)
-    module.train()
-    assert module({"dense:img": x.cuda()})["dense:img"].shape == x.shape
