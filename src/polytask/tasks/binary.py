@@ -1,4 +1,5 @@
-"""Binary classification: one logit per row, BCE-with-logits, AUC and logloss; predicts P(y=1)."""
+"""Binary classification: one logit per row, BCE-with-logits, AUC and logloss (and accuracy at a
+threshold when one is set); predicts P(y=1)."""
 
 from __future__ import annotations
 
@@ -29,6 +30,17 @@ def auc(output: Tensor, label: Tensor) -> float:
 
 def logloss(output: Tensor, label: Tensor) -> float:
     return float(F.binary_cross_entropy_with_logits(output.float(), label.float()))
+
+
+def accuracy_at(threshold: float):
+    """Accuracy of ``P(y=1) >= threshold`` against 0/1 labels, as a metric function of logits."""
+
+    def accuracy(output: Tensor, label: Tensor) -> float:
+        if label.numel() == 0:
+            return float("nan")
+        return float(((torch.sigmoid(output.float()) >= threshold).float() == label.float()).float().mean())
+
+    return accuracy
 
 
 def binary_values(col: pa.ChunkedArray, *, source: str, column: str, hint: str) -> np.ndarray:
@@ -65,15 +77,23 @@ class Binary(TaskKind):
     Args:
         positive: when the label column holds strings, the value meaning 1 (every other
             non-empty value is 0).
+        threshold: also report ``accuracy`` of ``P(y=1) >= threshold`` (e.g. 0.5 for a balanced
+            task such as UTKFace's gender); unset, only the threshold-free AUC and logloss.
     """
 
     name = "binary"
 
-    def __init__(self, *, positive: str | int | float | bool | None = None) -> None:
+    def __init__(self, *, positive: str | int | float | bool | None = None, threshold: float | None = None) -> None:
+        if threshold is not None and not 0.0 < threshold < 1.0:
+            raise ValueError(f"threshold must lie strictly between 0 and 1, got {threshold!r}")
         self.positive = positive
+        self.threshold = threshold
 
     def options(self) -> dict[str, Any]:
-        return {} if self.positive is None else {"positive": self.positive}
+        out: dict[str, Any] = {} if self.positive is None else {"positive": self.positive}
+        if self.threshold is not None:
+            out["threshold"] = self.threshold
+        return out
 
     def encode(self, table: pa.Table, task: Task, source: str) -> tuple[np.ndarray, np.ndarray]:
         from polytask.data.encoders import to_strings
@@ -92,7 +112,10 @@ class Binary(TaskKind):
         return F.binary_cross_entropy_with_logits(output.float(), label.float(), reduction="none")
 
     def metrics(self) -> tuple[Metric, ...]:
-        return (Metric("auc", True, auc), Metric("logloss", False, logloss))
+        out = (Metric("auc", True, auc), Metric("logloss", False, logloss))
+        if self.threshold is not None:
+            out += (Metric("accuracy", True, accuracy_at(self.threshold)),)
+        return out
 
     def predict(self, output: Tensor) -> Tensor:
         return torch.sigmoid(output.float())

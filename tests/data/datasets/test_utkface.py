@@ -22,6 +22,7 @@ def bundle():
 
 def test_registered_with_three_tasks(bundle):
     assert DATASETS.get("utkface") is utkface
+    assert bundle.tasks[1]["threshold"] == 0.5
     assert [(t["name"], t["kind"]) for t in bundle.tasks] == [("age", "regression"), ("gender", "binary"),
                                                               ("race", "multiclass")]
     (image,) = bundle.features["image"]

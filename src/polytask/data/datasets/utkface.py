@@ -10,7 +10,7 @@ gender, race, datetime, label_ok``).
 Tasks (the multi-task setup of Pareto MTL's supplement, Lin et al. NeurIPS 2019):
 
 * ``age``: regression in years (1-110; MAE and RMSE in years);
-* ``gender``: binary (0 male, 1 female, as in the file names);
+* ``gender``: binary (0 male, 1 female, as in the file names; AUC, and accuracy at P >= 0.5);
 * ``race``: 5-way (0 White, 1 Black, 2 Asian, 3 Indian, 4 Others).
 
 Two files have malformed names with three fields: their age is known, their gender and race are
@@ -57,7 +57,7 @@ SHARES = (0.7, 0.1, 0.2)  #: train / validation / test
 RACES = 5
 TASKS: list[dict[str, object]] = [
     {"name": "age", "kind": "regression", "label": "age"},
-    {"name": "gender", "kind": "binary", "label": "gender"},
+    {"name": "gender", "kind": "binary", "label": "gender", "threshold": 0.5},
     {"name": "race", "kind": "multiclass", "label": "race", "num_classes": RACES},
 ]
 
