@@ -54,7 +54,7 @@ if TYPE_CHECKING:
 
 FREEZE = ("none", "shared", "loaded")
 IN_MEMORY = "<in-memory run>"
-_ENCODING_ONLY = ("max_len", "min_count")  # options that do not change how a fitted encoder reads values
+_ENCODING_ONLY = ("max_len", "min_count", "flip", "crop")  # options that do not change how a fitted encoder reads values
 
 
 def load_source(init_from: str | os.PathLike) -> Run:
