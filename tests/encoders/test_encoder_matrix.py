@@ -41,6 +41,16 @@ def tabular_features(b: int, g: torch.Generator) -> Features:
     }
 
 
+#: an image column's input: uint8 pixels, normalised and augmented (flip, pad-crop) inside the model
+PIXEL_SPEC = InputSpec(numeric_dim=1, dense={"image": [3, 12, 12]}, numeric_names=["x"],
+                       images={"image": {"mean": [0.5, 0.4, 0.3], "std": [0.2, 0.25, 0.3], "flip": True, "crop": 2}})
+
+
+def pixel_features(b: int, g: torch.Generator) -> Features:
+    return {"dense:image": torch.randint(0, 256, (b, 3, 12, 12), generator=g, dtype=torch.uint8),
+            "numeric": torch.randn(b, 1, generator=g)}
+
+
 def image_features(b: int, g: torch.Generator) -> Features:
     return {"dense:image": torch.rand(b, 1, 12, 12, generator=g), "numeric": torch.randn(b, 1, generator=g)}
 
@@ -55,7 +65,8 @@ def text_features(b: int, g: torch.Generator) -> Features:
 #: per registered encoder, its input variants: id -> (spec, features(B, generator), encoder_params)
 INPUTS: dict[str, dict[str, tuple[InputSpec, Callable[[int, torch.Generator], Features], dict[str, Any]]]] = {
     "tabular": {"tabular": (SPEC, tabular_features, {})},
-    "cnn": {"cnn": (IMAGE_SPEC, image_features, {"channels": [4, 8], "kernel_size": 3, "padding": "same", "dim": 8})},
+    "cnn": {"cnn": (IMAGE_SPEC, image_features, {"channels": [4, 8], "kernel_size": 3, "padding": "same", "dim": 8}),
+            "cnn-pixels": (PIXEL_SPEC, pixel_features, {"channels": [4], "kernel_size": 3, "padding": "same", "dim": 8})},
     "resnet": {"resnet": (IMAGE_SPEC, image_features, {"stem": "small", "blocks": [1, 1], "widths": [4, 8]})},
     "tokens": {
         "tokens-lstm": (TEXT_SPEC, text_features, {"feature": "text", "kind": "lstm", "dim": 6, "hidden": 3}),
