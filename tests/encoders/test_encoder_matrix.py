@@ -1,5 +1,6 @@
 """Contract test driven by two registries: every registered architecture x every registered input
-encoder, each encoder fed a tiny generated input of the kind it reads, 1-3 tasks of mixed kinds
+encoder, each encoder fed a tiny generated input of the kind it reads (the ``cnn`` encoder also
+uint8 pixels of an image column, normalised and augmented inside the model), 1-3 tasks of mixed kinds
 (plus a token-level ``tagging`` task with a text encoder), batch size 1 and 3: output shapes
 (``[B]``, ``[B, C]``, ``[B, L, C]`` for token tasks), finite outputs, and gradients of the summed
 task losses and regularisation terms reaching every parameter.
