@@ -448,3 +448,18 @@ def test_end_to_end_fit_predict_save_load(tmp_path, monkeypatch):
     # the encoded table holds uint8 pixels; the model's state dict has no image buffers
     assert table.features["dense:photo"].dtype == torch.uint8
     assert not any("image_inputs" in k for k in run.model.state_dict())
+
+
+def test_undeclared_image_columns_are_inferred():
+    from polytask.data.sources import infer_features
+
+    n = 30  # enough rows that a column of unique strings would be an identifier
+    table = pa.table({
+        "photo": [f"faces/{i}.JPG" if i % 2 else f"/abs/{i}.png" for i in range(n)],
+        "raw": pa.array([encoded(pattern(i)) for i in range(n)], pa.binary()),
+        "name": [f"faces/{i}.jpg" if i else "notes.txt" for i in range(n)],  # one value is not an image
+        "y": np.arange(n, dtype=np.float64),
+    })
+    specs, decisions = infer_features(table, [TASK], [])
+    assert {s.name: s.type for s in specs} == {"photo": "image", "raw": "image"}
+    assert dict((c, d) for c, d, _ in decisions)["name"] == "skipped"  # a unique text column: an identifier

@@ -105,6 +105,8 @@ def make_tasks(configs: list[TaskConfig]) -> list[Task]:
 ID_NAME = re.compile(r"^(?i:id|uid|uuid|guid|key|.*[_\-. ](?:id|uid|uuid|guid|key))$|^.*[a-z0-9](?:Id|ID|Uuid|UUID)$")
 #: below this many rows, a string column unique per row may just be a small table's categories
 MIN_ROWS_FOR_UNIQUE = 20
+#: a text column whose every value ends like this holds image file paths
+IMAGE_PATH = r"(?i)\.(png|jpe?g|bmp|gif|webp|tiff?)$"
 
 
 def infer_features(
@@ -114,8 +116,10 @@ def infer_features(
     column. Left out: every task's label columns, weight and ``where`` columns, ``exclude``, and
     identifiers (a string column with a different value in every row, or a column named like an
     id -- ``id``, ``*_id``, ``userId`` -- with a different value in (nearly) every row).
-    Strings -> categorical, or sequence when a value holds the separator ``|``; numbers and
-    booleans -> numeric; lists of strings/ints -> sequence, lists of floats -> dense."""
+    Strings -> categorical, or sequence when a value holds the separator ``|``, or image when every
+    value is a path ending in an image extension (``.png``, ``.jpg``, ...); binary (encoded bytes)
+    -> image; numbers and booleans -> numeric; lists of strings/ints -> sequence, lists of floats
+    -> dense."""
     import pyarrow.compute as pc
 
     skip = task_columns(tasks)
@@ -135,6 +139,11 @@ def infer_features(
         id_name = bool(ID_NAME.match(name))
         if pa.types.is_string(typ) or pa.types.is_large_string(typ) or pa.types.is_dictionary(typ):
             strings = pc.cast(col, typ.value_type) if pa.types.is_dictionary(typ) else col
+            valid = pc.drop_null(strings)
+            if len(valid) and pc.all(pc.match_substring_regex(valid, IMAGE_PATH)).as_py():
+                specs.append(FeatureSpec(name, "image"))
+                decisions.append((name, "image", "every value is an image file path"))
+                continue
             k = distinct(strings)
             if (k == n and n >= MIN_ROWS_FOR_UNIQUE) or (id_name and n >= 2 and k >= 0.9 * n):
                 decisions.append((name, "skipped", f"identifier: {k} distinct values in {n} rows"))
@@ -156,6 +165,9 @@ def infer_features(
             kind = "dense" if pa.types.is_floating(inner) or pa.types.is_list(inner) else "sequence"
             specs.append(FeatureSpec(name, kind))
             decisions.append((name, kind, f"list of {inner}"))
+        elif pa.types.is_binary(typ) or pa.types.is_large_binary(typ) or pa.types.is_fixed_size_binary(typ):
+            specs.append(FeatureSpec(name, "image"))
+            decisions.append((name, "image", "binary column (encoded image bytes)"))
         elif pa.types.is_null(typ):
             raise DataError(f"{source}: column {name!r} is entirely empty; exclude it (data.features.exclude)")
         else:
