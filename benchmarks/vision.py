@@ -301,6 +301,11 @@ def jobs(args: dict[str, Any], rows: list[dict[str, Any]]) -> list[Job]:
                 for name, weighting in (("equal", {"name": "equal"}), ("uncertainty", {"name": "uncertainty"}),
                                         (f"best fixed {fixed}", {"name": "fixed", "weights": dict(zip(FACE_METRICS, fixed))})):
                     out.append(("utkface", "utkface", "Small ResNet", name, seed, face_config(weighting, args, seed)))
+            # seed 0 of the best fixed weights is the grid's own run (same config): reuse it
+            best = next(r for r in rows if r["part"] == "utkface-grid" and r["weighting"] == f"fixed {fixed}")
+            reused = dict(best, part="utkface", weighting=f"best fixed {fixed}")
+            if not any(r["part"] == "utkface" and r["weighting"] == reused["weighting"] and r["seed"] == 0 for r in rows):
+                rows.append(reused)
     return out
 
 
@@ -468,7 +473,8 @@ def markdown(rows: list[dict[str, Any]], speed: list[dict[str, Any]], args: dict
                          f"{_cell(e['right']['accuracy'])} | {d['mean']:+.2f} ± {d['std']:.2f} | "
                          f"{e['seconds_per_epoch']['mean']:.1f} |")
         lines.append("")
-    lines += _published()
+    if mm or any(r["part"] == "fashion" for r in rows):
+        lines += _published()
     fr = [r for r in rows if r["part"] == "utkface"]
     grid = [r for r in rows if r["part"] == "utkface-grid"]
     if grid:
@@ -491,7 +497,11 @@ def markdown(rows: list[dict[str, Any]], speed: list[dict[str, Any]], args: dict
             lines.append(f"| {w} | {e['age']['mae']['n']} | {_cell(e['age']['mae'], 1.0)} | "
                          f"{_cell(e['gender']['accuracy'])} | {_cell(e['race']['accuracy'])} | "
                          f"{e['seconds_per_epoch']['mean']:.1f} |")
-        lines.append("")
+        lines += ["", "Published (Pareto MTL supplement, Table 1: ResNet-18 on all of UTKFace, split and image size not "
+                  "stated; 'age L1-loss' probably not years): single task gender 87.9 %, race 78.1 %, age 13.55; "
+                  "fixed 1/3 each 87.4 %, 78.4 %, 13.90; uncertainty 88.0 %, 77.0 %, 13.97. Not comparable in absolute "
+                  "terms (crop_part1 only, a small ResNet, small faces); the question here is Kendall et al.'s: do "
+                  "learned uncertainty weights match the best hand-tuned fixed weights?", ""]
     if speed:
         lines += ["## Images/s on this machine (2 threads, nothing else running; generated inputs)", "",
                   "| model | image | params | training images/s | inference images/s |", "|---|---|---|---|---|"]
@@ -524,7 +534,7 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--max-rows", type=int, default=None, help="cap the training rows (validation/test in proportion)")
     ap.add_argument("--face-size", type=int, default=48)
-    ap.add_argument("--face-epochs", type=int, default=20)
+    ap.add_argument("--face-epochs", type=int, default=15)
     ap.add_argument("--parts", default="multimnist,fashion,weightings,utkface,speed")
     ap.add_argument("--architectures", default=None, help="comma-separated subset of the architectures (labels)")
     ap.add_argument("--best", default=None, help="architectures for the fashion part (default: part 1's top 3)")
@@ -547,8 +557,9 @@ def main() -> None:
         rows, speed, previous = earlier["rows"], earlier.get("speed", []), earlier.get("minutes", 0.0)
     start = time.time()
     while True:  # the UTKFace grid's choice feeds the next round
+        candidates = jobs(opts, rows)  # may add a reused row to rows
         done = {(r["part"], r["dataset"], r["model"], r["weighting"], r["seed"]) for r in rows}
-        todo = [j for j in jobs(opts, rows) if j[:5] not in done]
+        todo = [j for j in candidates if j[:5] not in done]
         if not todo:
             break
         with ProcessPoolExecutor(max_workers=args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
