@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test bench bench-speed bench-synthetic bench-census bench-weighting bench-esmm bench-dupn bench-nlp clean
+.PHONY: install demo test bench bench-speed bench-synthetic bench-census bench-weighting bench-esmm bench-dupn bench-nlp bench-vision clean
 
 install: $(STAMP)
 
@@ -20,7 +20,7 @@ demo: install
 test: install
 	$(BIN)/python -m pytest -q
 
-bench: install bench-speed bench-synthetic bench-census bench-weighting bench-esmm bench-dupn bench-nlp
+bench: install bench-speed bench-synthetic bench-census bench-weighting bench-esmm bench-dupn bench-nlp bench-vision
 
 bench-speed: install
 	PYTHON=$(BIN)/python bash benchmarks/speed/install_peers.sh
@@ -38,6 +38,9 @@ bench-weighting: install
 
 bench-nlp: install
 	$(BIN)/python benchmarks/nlp.py
+
+bench-vision: install
+	$(BIN)/python benchmarks/vision.py
 
 bench-esmm: install
 	$(BIN)/python benchmarks/esmm.py
