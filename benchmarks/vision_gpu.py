@@ -21,7 +21,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import environment, write_results  # noqa: E402
 from vision import (ARCHITECTURES, SINGLE, SINGLE_MODEL, count_parameters, face_model,  # noqa: E402
-                    images_per_second, matched)
+                    face_resnet, images_per_second, matched)
 
 def image_input_matches(device: str) -> float:
     """Largest difference between the image input layer's output on ``device`` and on the CPU (eval)."""
@@ -53,7 +53,8 @@ def main() -> None:
     models = {SINGLE: (SINGLE_MODEL, (1, 28, 28), 256)}
     for label in ("Shared bottom", "MMoE (4 experts)", "Cross-stitch (per channel)"):
         models[label] = (matched(ARCHITECTURES[label], target)[0], (1, 28, 28), 256)
-    models["Small ResNet (faces)"] = (face_model(), (3, 48, 48), 128)
+    models["Small CNN (faces)"] = (face_model(), (3, 48, 48), 128)
+    models["Small ResNet (faces)"] = (face_resnet(), (3, 48, 48), 128)
     rows = []
     for amp in ("none", "bf16", "fp16") if on_gpu else ("none", "bf16"):
         for label, (model, image, batch) in models.items():
