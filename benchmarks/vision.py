@@ -108,7 +108,7 @@ ARCHITECTURES: dict[str, Callable[[float], dict[str, Any]]] = {
                                  "hidden": [50], "tower_hidden": []},
     "DRN": lambda w: {"name": "drn", "encoder": "cnn", "encoder_params": _lenet(w), "shared_hidden": [],
                       "task_hidden": [50], "tower_hidden": []},
-    "FAFS (conv, widened)": lambda w: {"name": "fafs", "conv": [_w(10, w), _w(20, w)], "kernel_size": 5,
+    "FAFS (widened CNN)": lambda w: {"name": "fafs", "conv": [_w(10, w), _w(20, w)], "kernel_size": 5,
                                        "padding": "valid", "pool": 2, "hidden": [_w(50, w), _w(50, w)],
                                        "tower_hidden": [], "warmup_epochs": 2, "widen_every": 2},
 }
@@ -241,7 +241,7 @@ Job = tuple[str, str, str, str, int, dict[str, Any]]
 
 #: architectures whose size is not matched: FAFS starts as one thin LeNet and is widened into at most
 #: one LeNet per task (the baseline's budget) by its task grouping
-FIXED_WIDTH = {"FAFS (conv, widened)": 1.0}
+FIXED_WIDTH = {"FAFS (widened CNN)": 1.0}
 
 
 def budget_models(target: int, only: list[str] | None = None) -> dict[str, tuple[dict[str, Any], float, int]]:
