@@ -21,9 +21,9 @@ sharing, are two CNNs plus their connections already). Every run trains for the 
 with Adam and a cosine-decayed learning rate, the best validation epoch kept. The budget is one at
 which the single-task CNNs have converged: the convergence check trains them twice as long (one
 seed) and the table says what that changes. FAFS starts thin (one LeNet shared by both tasks) and
-is widened by its task grouping into at most one LeNet per task; each widening restarts the
-optimiser and its cosine schedule (the trainer rebuilds both for the new structure). Delta-m
-against the single-task CNNs, paired by seed.
+is widened by its task grouping into at most one LeNet per task; each widening rebuilds the
+optimiser for the new structure (fresh Adam moments), whose learning rate continues the run's
+cosine schedule. Delta-m against the single-task CNNs, paired by seed.
 
 **Part 2, MultiFashion and Multi-(Fashion+MNIST)**: single-task, shared bottom and the three
 architectures with the best Delta-m in part 1 (or ``--best``).

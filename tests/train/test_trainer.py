@@ -299,3 +299,16 @@ def test_the_cli_reports_divergence_in_one_line_and_writes_no_run(tmp_path):
     assert "\n" not in message and "epoch 1: the training loss of task" in message and "learning rate" in message
     assert not out.exists()
     assert not list(tmp_path.rglob("model.pt"))  # no checkpoint of the diverged model anywhere
+
+
+@pytest.mark.parametrize("scheduler", ["cosine", "step"])
+def test_a_model_that_grows_keeps_the_runs_learning_rate_schedule(scheduler):
+    """FAFS adds parameters after epochs 1 and 2: the rebuilt optimiser's schedule continues where
+    the run's was (the learning rate per epoch is that of a model that never changes)."""
+    train, val = _tables()
+    kwargs = dict(epochs=5, optimizer="sgd", lr=0.1, scheduler=scheduler, progress=False, patience=None)
+    fixed = Trainer(create_model("shared_bottom", SPEC, TASKS), TASKS, **kwargs).fit(train, val)
+    growing_model = create_model("fafs", SPEC, TASKS, {"hidden": [8, 8], "warmup_epochs": 1, "widen_every": 1})
+    growing = Trainer(growing_model, TASKS, **kwargs).fit(train, val)
+    assert [r for r in growing if "structure" in r], "the model never grew: the test checks nothing"
+    assert [r["lr"] for r in growing] == pytest.approx([r["lr"] for r in fixed])

@@ -21,6 +21,7 @@ import json
 import math
 import os
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -552,17 +553,20 @@ class Trainer:
                     bar.end_epoch(epoch, self.monitor, score, self.best_score)
                 probe_table = validation if validation is not None else train
                 if self.model.adapt(epoch, lambda: self.per_example_losses(probe_table, self.probe_rows)):
-                    # new parameters: a fresh optimiser over them, and early stopping restarts for the
-                    # new structure (the best weights so far belong to the old one)
+                    # new parameters: a fresh optimiser over them, its schedule where the run's is (the
+                    # learning rate of the next epoch), and early stopping restarts for the new
+                    # structure (the best weights so far belong to the old one)
                     self._build_optimizer()
+                    self._advance_scheduler(epoch)  # epochs count from 1: a kept scheduler has stepped `epoch` times
                     self.weighting.setup(self.model)
                     self.best_score, self.best_state, self.stale = None, None, 0
                     record["structure"] = self.model.structure()
+                else:
+                    self._step_scheduler(record)
                 ws = self.weighting.state()
                 if ws:
                     record["weighting"] = ws
                 self.weighting.on_epoch_end(epoch, record["train_loss"])
-                self._step_scheduler(record)
                 self.history.append(record)
                 self._log(record)
                 if self.resume_path is not None:
@@ -654,6 +658,17 @@ class Trainer:
         self.step = state["step"]
         self.start_epoch = state["epoch"] + 1
         self._resume_rng = state["rng"][self.rank]
+
+    def _advance_scheduler(self, steps: int) -> None:
+        """Put a freshly built epoch-level scheduler ``steps`` epochs into its schedule (where the
+        replaced one was), setting the optimiser's learning rates to that point. A plateau
+        scheduler, which follows the monitored score rather than the epoch, starts afresh."""
+        if self.scheduler is None or isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            return
+        with warnings.catch_warnings():  # no optimiser step belongs to these epochs
+            warnings.simplefilter("ignore", UserWarning)
+            for _ in range(steps):
+                self.scheduler.step()
 
     def _step_scheduler(self, record: dict[str, Any]) -> None:
         if self.scheduler is None:
