@@ -116,3 +116,19 @@ def test_to_arrow_accepts_tables_dicts_paths_and_dataframes(tmp_path):
         to_arrow(42, name="my_input")
     with pytest.raises(DataError, match="my_input"):
         to_arrow({"a": []}, name="my_input")
+
+
+def test_a_written_split_part_forgets_where_its_rows_came_from(tmp_path):
+    """A part of a seeded split maps rows to its file's rows; written out, it is a file of its own
+    (an error in it must name its own rows), so the mapping is not written."""
+    from polytask.data.io import file_rows, read_table, write_table
+    from polytask.data.sources import split_table
+
+    src = tmp_path / "all.csv"
+    write_table(pa.table({"x": list(range(20))}), src)
+    part = split_table(read_table(src), [0.3], seed=0)[1]
+    assert file_rows(part) is not None
+    write_table(part, tmp_path / "part.parquet")
+    again = read_table(tmp_path / "part.parquet")
+    assert file_rows(again) is None
+    assert again.column("x").to_pylist() == part.column("x").to_pylist()

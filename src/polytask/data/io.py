@@ -137,8 +137,8 @@ def write_table(table: pa.Table, path: str | os.PathLike) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     name = path.name.lower()
     meta = table.schema.metadata or {}
-    if SOURCE_KEY in meta:  # where the rows were read from: not part of the data
-        table = table.replace_schema_metadata({k: v for k, v in meta.items() if k != SOURCE_KEY} or None)
+    if SOURCE_KEY in meta or SPLIT_KEY in meta:  # where the rows came from: true of this table only
+        table = table.replace_schema_metadata({k: v for k, v in meta.items() if k not in (SOURCE_KEY, SPLIT_KEY)} or None)
     if name.endswith(PARQUET_SUFFIXES):
         import pyarrow.parquet as pq
 
