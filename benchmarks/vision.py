@@ -25,7 +25,7 @@ is widened by its task grouping into at most one LeNet per task; each widening r
 optimiser for the new structure (fresh Adam moments), whose learning rate continues the run's
 cosine schedule. Delta-m against the single-task CNNs, paired by seed.
 
-**Part 2, MultiFashion and Multi-(Fashion+MNIST)**: single-task, shared bottom and the three
+**Part 2, MultiFashion and Multi-(Fashion+MNIST)**: single-task, shared bottom and the three other
 architectures with the best Delta-m in part 1 (or ``--best``).
 
 **Part 3, weightings** on the best architecture of part 1 (or ``--best-weighting-model``):
@@ -257,13 +257,15 @@ def budget_models(target: int, only: list[str] | None = None) -> dict[str, tuple
     return out
 
 
-def best_architectures(rows: list[dict[str, Any]], k: int) -> list[str]:
-    """The ``k`` architectures of part 1 with the highest mean Delta-m (test) against single-task."""
+def best_architectures(rows: list[dict[str, Any]], k: int, exclude: tuple[str, ...] = ()) -> list[str]:
+    """The ``k`` architectures of part 1 (other than ``exclude``) with the highest mean Delta-m
+    (test) against single-task."""
     from polytask.compare import summarize
 
     mm = [r for r in rows if r["part"] == "multimnist"]
     summary = summarize(mm, DIGITS, DIGIT_METRICS, baseline=SINGLE)
-    ranked = sorted((label for label in summary if label != SINGLE and summary[label]["delta_m"]["n"]),
+    ranked = sorted((label for label in summary
+                     if label != SINGLE and label not in exclude and summary[label]["delta_m"]["n"]),
                     key=lambda label: -summary[label]["delta_m"]["mean"])
     return ranked[:k]
 
@@ -290,7 +292,7 @@ def jobs(args: dict[str, Any], rows: list[dict[str, Any]]) -> list[Job]:
         out.insert(0, ("convergence", "multi_mnist", f"{SINGLE}, {2 * args['epochs']} epochs", "equal", 0,
                        digits_config("multi_mnist", SINGLE_MODEL, longer, 0)))
     if "fashion" in parts:
-        best = args["best"].split(",") if args["best"] else best_architectures(rows, 3)
+        best = args["best"].split(",") if args["best"] else best_architectures(rows, 3, exclude=("Shared bottom",))
         for dataset in FASHION:
             for seed in seeds:
                 out.append(("fashion", dataset, SINGLE, "equal", seed, digits_config(dataset, SINGLE_MODEL, args, seed)))
