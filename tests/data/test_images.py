@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import shutil
 from pathlib import Path
 
@@ -21,7 +20,7 @@ from PIL import Image
 
 import polytask
 from polytask.config import FeaturesConfig
-from polytask.data.images import ImageEncoder, channel_stats
+from polytask.data.images import channel_stats
 from polytask.data.io import read_table
 from polytask.data.preprocessor import Preprocessor
 from polytask.data.schema import FeatureSpec, InputSpec
