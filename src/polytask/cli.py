@@ -1,4 +1,5 @@
-"""``polytask`` command line: train, evaluate, predict, list, demo.
+"""``polytask`` command line: train, evaluate, predict, list, demo, and the commands of
+:mod:`polytask.commands` (report, compare, affinity).
 
 Errors a user can fix (bad config key, missing column, unknown model) are printed as one line
 naming the file, column or key, with exit code 2 and no traceback.
@@ -308,6 +309,23 @@ def _print_metrics(metrics: dict, title: str) -> None:
                 shown = ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in values.items())
                 table.add_row(split, task, shown)
     console.print(table)
+
+
+def _register_commands() -> None:
+    """Add every sub-command module of :mod:`polytask.commands` (its ``COMMAND``) under its name."""
+    import importlib
+    import pkgutil
+
+    import polytask.commands as commands
+
+    for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda i: i.name):
+        if info.name.startswith("_"):
+            continue
+        module = importlib.import_module(f"{commands.__name__}.{info.name}")
+        app.command(info.name.replace("_", "-"))(module.COMMAND)
+
+
+_register_commands()
 
 
 def main() -> None:
