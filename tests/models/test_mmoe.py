@@ -21,6 +21,19 @@ def test_gates_are_distributions_and_exposed_per_task():
     assert set(diag) == {t.name for t in tasks}
     for t_i, t in enumerate(tasks):
         torch.testing.assert_close(torch.tensor(diag[t.name]), gates[t_i].mean(0))
+    entropy = model.diagnostics()["gate_entropy"]
+    for t_i, t in enumerate(tasks):  # per row, then averaged: not the entropy of the mean gate
+        rows = [-(g * g.log()).sum() for g in gates[t_i]]
+        assert abs(entropy[t.name] - float(sum(rows) / len(rows))) < 1e-5
+
+
+def test_gate_entropy_known_answers():
+    from polytask.nn.experts import gate_entropy
+
+    uniform = torch.full((1, 3, 4), 0.25)
+    one_hot = torch.eye(4)[:3].unsqueeze(0)  # every row picks one expert, the mean gate is spread
+    torch.testing.assert_close(gate_entropy(uniform), torch.tensor([torch.log(torch.tensor(4.0)).item()]))
+    torch.testing.assert_close(gate_entropy(one_hot), torch.zeros(1))
 
 
 def test_mmoe_output_matches_the_paper_equation():

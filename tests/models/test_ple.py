@@ -71,3 +71,9 @@ def test_ple_gate_diagnostics_per_level():
     for level in gates.values():
         for weights in level.values():
             assert len(weights) == 3 and abs(sum(weights) - 1) < 1e-5
+    entropy = model.diagnostics()["gate_entropy"]
+    assert set(entropy) == {"level0", "level1"}
+    for j, level in enumerate(model.levels):
+        w = level.last_gates  # [T, B, 3]
+        expected = -(w * w.log()).sum(-1).mean(-1)
+        torch.testing.assert_close(torch.tensor([entropy[f"level{j}"][t.name] for t in tasks]), expected)

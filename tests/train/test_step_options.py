@@ -105,3 +105,25 @@ def test_logged_cosine_matches_the_task_gradients():
     g = task_gradients([losses["a"], losses["b"]], model.shared_parameters())
     expected = torch.nn.functional.cosine_similarity(g[0], g[1], dim=0)
     assert abs(cos["matrix"][0][1] - float(expected)) < 1e-5
+    torch.testing.assert_close(torch.tensor(cos["norms"]), g.norm(dim=1))
+
+
+def test_a_gradient_weighting_logs_the_same_cosines_and_norms():
+    from polytask.weighting import StepContext
+    from polytask.weighting.gradient import task_gradients
+    from polytask.weighting.pcgrad import PCGrad
+
+    torch.manual_seed(0)
+    model = create_model("shared_bottom", SPEC, TASKS, {"bottom_hidden": [8]})
+    trainer = Trainer(model, TASKS, progress=False)
+    batch = _table().slice(0, 32)
+    losses, _ = trainer._forward_losses(batch)
+    g = task_gradients([losses["a"], losses["b"]], model.shared_parameters())
+    weighting = PCGrad(TASKS)
+    weighting.setup(model)
+    ctx = StepContext(model=model, masks=batch.masks, record=True)
+    weighting.backward(losses, {}, ctx)
+    cos = ctx.log["cosine"]
+    expected = torch.nn.functional.cosine_similarity(g[0], g[1], dim=0)
+    assert abs(cos["matrix"][0][1] - float(expected)) < 1e-5
+    torch.testing.assert_close(torch.tensor(cos["norms"]), g.norm(dim=1))

@@ -21,6 +21,7 @@ from torch import Tensor, nn
 from polytask.data.schema import InputSpec
 from polytask.models.base import MultiTaskModel
 from polytask.nn import Gates, ParallelMLP, TaskHeads
+from polytask.nn.experts import gate_entropy
 from polytask.registry import MODELS
 from polytask.tasks import Task
 
@@ -73,12 +74,13 @@ class MMoE(MultiTaskModel):
         return self.read_out(self.heads(mixed), features)
 
     def diagnostics(self) -> dict[str, Any]:
-        """Mean gate weight of every expert per task over the last batch (``{"gates": {task: [E]}}``)."""
+        """Mean gate weight of every expert per task over the last batch (``{"gates": {task: [E]}}``)
+        and each gate's mean per-row entropy in nats (``{"gate_entropy": {task: h}}``)."""
         if self.gates.last is None:
             return {}
         mean = self.gates.last.mean(dim=1).tolist()  # [G, E]
         names = ["shared"] if self.one_gate else self.task_names
-        return {"gates": dict(zip(names, mean))}
+        return {"gates": dict(zip(names, mean)), "gate_entropy": dict(zip(names, gate_entropy(self.gates.last).tolist()))}
 
 
 @MODELS.register("omoe")

@@ -19,6 +19,7 @@ from torch import Tensor, nn
 from polytask.data.schema import InputSpec
 from polytask.models.base import MultiTaskModel
 from polytask.nn import TaskHeads
+from polytask.nn.experts import gate_entropy
 from polytask.nn.extraction import ExtractionLayer
 from polytask.registry import MODELS
 from polytask.tasks import Task
@@ -77,12 +78,14 @@ class PLE(MultiTaskModel):
         return self.read_out(self.heads(task_in), features)
 
     def diagnostics(self) -> dict[str, Any]:
-        """Mean gate weight per task over its selected experts (own, then shared), per level."""
-        out = {}
+        """Mean gate weight per task over its selected experts (own, then shared), per level, and
+        each task gate's mean per-row entropy in nats (``gate_entropy``, same nesting)."""
+        out, entropy = {}, {}
         for j, level in enumerate(self.levels):
             if level.last_gates is not None:
                 out[f"level{j}"] = dict(zip(self.task_names, level.last_gates.mean(dim=1).tolist()))
-        return {"gates": out} if out else {}
+                entropy[f"level{j}"] = dict(zip(self.task_names, gate_entropy(level.last_gates).tolist()))
+        return {"gates": out, "gate_entropy": entropy} if out else {}
 
 
 @MODELS.register("cgc")

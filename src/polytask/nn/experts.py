@@ -79,6 +79,14 @@ class ParallelMLP(nn.Module):
         return self.layers(x)
 
 
+def gate_entropy(weights: Tensor) -> Tensor:
+    """Mean entropy (nats) of each gate's rows: ``[G, B, E]`` -> ``[G]``. ``log E`` is a gate that
+    spreads evenly over its experts, 0 one that picks a single expert per row; the entropy of the
+    *mean* gate can be high while every row is peaked, which is why it is taken per row."""
+    w = weights.float()
+    return -(w * torch.log(w.clamp_min(1e-12))).sum(-1).mean(-1)
+
+
 class Gates(nn.Module):
     """``num_gates`` softmax gates over ``num_experts``, computed as one linear map of the gate input.
 

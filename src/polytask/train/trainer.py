@@ -358,14 +358,14 @@ class Trainer:
         return extra
 
     def _task_cosines(self, losses: dict[str, Tensor], ctx: StepContext) -> dict[str, Any] | None:
-        from polytask.weighting.gradient import cosine_from_gram, task_gradients
+        from polytask.weighting.gradient import gradient_log, task_gradients
 
         shared = self.model.shared_parameters()
         names = ctx.active(list(losses))
         if not shared or len(names) < 2:
             return None
         g = self._all_reduce(task_gradients([losses[n] for n in names], shared, ctx.loss_scale), "mean")
-        return {"tasks": names, "matrix": cosine_from_gram(g @ g.T).tolist()}
+        return gradient_log(names, g @ g.T)
 
     def _forward_losses(self, batch: Batch) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
         amp = self.amp != "none"

@@ -36,7 +36,7 @@ state, e.g. GradVac's cosine targets, index it by name).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
@@ -81,6 +81,13 @@ def cosine_from_gram(gram: Tensor) -> Tensor:
     norm = gram.diagonal().clamp_min(0).sqrt()
     denom = norm[:, None] * norm[None, :]
     return torch.where(denom > 0, gram / denom.clamp_min(1e-30), torch.zeros_like(gram))
+
+
+def gradient_log(names: list[str], gram: Tensor) -> dict[str, Any]:
+    """What a logged step records of its task gradients: the pairwise cosines and each task's
+    gradient norm (both from the Gram matrix ``G G^T`` of the per-task gradients)."""
+    return {"tasks": list(names), "matrix": cosine_from_gram(gram).tolist(),
+            "norms": gram.diagonal().clamp_min(0).sqrt().tolist()}
 
 
 class GradientWeighting(Weighting):
@@ -173,7 +180,7 @@ class GradientWeighting(Weighting):
                 ctx.backward(penalty, retain_graph=True)
             ctx.backward(rep, gradient=update.view_as(rep).to(rep.dtype))
         if ctx.record:
-            ctx.log["cosine"] = {"tasks": names, "matrix": cosine_from_gram(gram).tolist()}
+            ctx.log["cosine"] = gradient_log(names, gram)
         for n, a in zip(names, alpha):
             weights[n] = a.detach()
         return weights
