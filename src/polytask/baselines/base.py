@@ -79,15 +79,18 @@ def fit_baseline(
     seed: int,
     *,
     tune: int = 0,
+    fixed: dict[str, dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Fit ``baseline`` on every task and score it; a row in the form of
     :func:`polytask.compare.run_grid`'s (``validation``/``test`` metrics per task), plus the chosen
-    hyperparameters per task and, with ``tune`` > 0, every trial's validation score."""
+    hyperparameters per task, what each fit decided itself (``fitted``: boosting rounds) and, with
+    ``tune`` > 0, every trial's validation score. ``fixed`` (``{task: hyperparameters}``, e.g. those
+    a search on another seed chose) skips the choice."""
     from polytask.tuning import tune as search
 
     start = time.perf_counter()
     row: dict[str, Any] = {"model": baseline.name, "seed": seed, "validation": {}, "test": {},
-                           "parameters": None, "seconds_per_epoch": None, "hyperparameters": {}}
+                           "parameters": None, "seconds_per_epoch": None, "hyperparameters": {}, "fitted": {}}
     if tune:
         row["tuning"] = {}
     train, validation, test = splits["train"], splits["validation"], splits["test"]
@@ -98,7 +101,10 @@ def fit_baseline(
             model = baseline.fit(task, train, validation, params, seed)
             return task_scores(task, baseline.output(model, task, validation), validation)[metric], model
 
-        if tune:
+        if fixed is not None:
+            chosen = dict(fixed[task.name])
+            _, model = score(chosen)
+        elif tune:
             result = search(lambda values: score(values)[0], baseline.space(task), tune, higher_is_better=higher, seed=seed)
             chosen = result.best
             row["tuning"][task.name] = result.to_dict()
@@ -113,7 +119,8 @@ def fit_baseline(
                     best = (value, params, model)
             assert best is not None
             _, chosen, model = best
-        row["hyperparameters"][task.name] = {**chosen, **baseline.describe(model)}
+        row["hyperparameters"][task.name] = chosen
+        row["fitted"][task.name] = baseline.describe(model)
         row["validation"][task.name] = task_scores(task, baseline.output(model, task, validation), validation)
         row["test"][task.name] = task_scores(task, baseline.output(model, task, test), test)  # read once, at the end
     row["seconds"] = time.perf_counter() - start
