@@ -345,6 +345,7 @@ def measure_affinity(
     data_dir: str | os.PathLike | None = None,
     epochs: int | None = None,
     overrides: Sequence[str] | None = None,
+    unset: Sequence[str] | None = None,
     every: int | None = None,
     max_groups: int | None = None,
     budget: float | None = None,
@@ -358,8 +359,8 @@ def measure_affinity(
     end; group the tasks for at most ``1 .. max_groups`` networks (disjoint groups unless
     ``overlap``: see :mod:`polytask.analysis.grouping`) and advise one within ``budget``.
 
-    ``config`` is a YAML path, a dict or a :class:`~polytask.config.Config`; ``overrides`` are
-    ``key=value`` strings as ``--set`` takes them. The lookahead step uses the optimiser's current
+    ``config`` is a YAML path, a dict or a :class:`~polytask.config.Config`; ``unset`` are dotted
+    keys removed first, ``overrides`` ``key=value`` strings, as ``--unset`` and ``--set`` take them. The lookahead step uses the optimiser's current
     learning rate unless ``lookahead_lr`` is given. Nothing is written (see
     :meth:`AffinityResult.save`). ConfigError for a model that shares nothing, bad sizes, or more
     tasks than the grouping search takes."""
@@ -388,7 +389,7 @@ def measure_affinity(
             raise ConfigError(f"--epochs: must be at least 1, got {epochs}")
         forced.append(f"train.epochs={int(epochs)}")
     raw.pop("weighting", None)  # all tasks together, equal weights: the weighting's own keys do not apply
-    cfg = config_from_dict(raw, forced)
+    cfg = config_from_dict(raw, forced, [k for k in unset or [] if k.split(".")[0] != "weighting"])
     if every is not None and every < 1:
         raise ConfigError(f"--every: must be at least 1, got {every}")
     if max_groups is not None and max_groups < 1:

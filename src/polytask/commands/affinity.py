@@ -13,6 +13,7 @@ def COMMAND(  # noqa: N802 - the name polytask.cli looks for
     config: Annotated[Path, typer.Argument(help="YAML config file (its model, data and optimiser; the weighting is equal).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder to write affinity.json and affinity.md into.")],
     set_: Annotated[list[str], typer.Option("--set", help="Override a config key: --set model.name=shared_bottom.")] = [],  # noqa: B006
+    unset: Annotated[list[str], typer.Option("--unset", help="Remove a config key or section before --set: --unset model --set model.name=shared_bottom.")] = [],  # noqa: B006
     epochs: Annotated[Optional[int], typer.Option("--epochs", help="Epochs of the joint run (default: the config's train.epochs).")] = None,
     max_groups: Annotated[Optional[int], typer.Option("--max-groups", help="Show groupings into 1..K networks (default: one per task).")] = None,
     budget: Annotated[Optional[float], typer.Option("--budget", help="Most networks the advice may use (k networks cost k).")] = None,
@@ -28,7 +29,7 @@ def COMMAND(  # noqa: N802 - the name polytask.cli looks for
     from polytask.errors import PolytaskError
 
     try:
-        result = measure_affinity(config, data_dir=data_dir, epochs=epochs, overrides=list(set_), every=every,
+        result = measure_affinity(config, data_dir=data_dir, epochs=epochs, overrides=list(set_), unset=list(unset), every=every,
                                   max_groups=max_groups, budget=budget, overlap=overlap, progress=progress)
         paths = result.save(out)
     except (PolytaskError, KeyError, OSError) as exc:
