@@ -135,13 +135,27 @@ def confidence_interval(values: Sequence[float], level: float = LEVEL) -> dict[s
         return {"mean": nan, "std": nan, "n": 0, "ci": nan, "low": nan, "high": nan}
     mean = statistics.fmean(kept)
     std = statistics.stdev(kept) if n > 1 else 0.0
-    if n > 1:
-        from scipy.stats import t
-
-        half = float(t.ppf((1 + level) / 2, n - 1)) * std / math.sqrt(n)
-    else:
-        half = float("nan")
+    half = t_quantile((1 + level) / 2, n - 1) * std / math.sqrt(n) if n > 1 else float("nan")
     return {"mean": mean, "std": std, "n": n, "ci": half, "low": mean - half, "high": mean + half}
+
+
+#: t_{0.975, df} for df = 1..30 (the 95% two-sided quantile), for installs without scipy
+_T975 = (12.7062, 4.3027, 3.1824, 2.7764, 2.5706, 2.4469, 2.3646, 2.3060, 2.2622, 2.2281, 2.2010, 2.1788, 2.1604,
+         2.1448, 2.1314, 2.1199, 2.1098, 2.1009, 2.0930, 2.0860, 2.0796, 2.0739, 2.0687, 2.0639, 2.0595, 2.0555,
+         2.0518, 2.0484, 2.0452, 2.0423)
+
+
+def t_quantile(p: float, df: int) -> float:
+    """The ``p`` quantile of Student's t with ``df`` degrees of freedom (scipy's; without scipy,
+    a table for p = 0.975 and df <= 30, else the Cornish-Fisher expansion around the normal)."""
+    try:
+        from scipy.stats import t
+    except ImportError:
+        if p == 0.975 and df <= len(_T975):
+            return _T975[df - 1]
+        z = statistics.NormalDist().inv_cdf(p)
+        return z + (z**3 + z) / (4 * df) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * df**2)
+    return float(t.ppf(p, df))
 
 
 def within_noise(interval: Mapping[str, float]) -> bool | None:
@@ -303,7 +317,8 @@ def html_table(markdown: str, title: str, notes: Sequence[str] = ()) -> str:
              ".noise{color:#555}.better{background:#e6f4ea}.worse{background:#fce8e6}p{max-width:60em}")
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<title>{html.escape(title)}</title><style>{style}</style></head><body>\n"
-            f"<h1>{html.escape(title)}</h1>\n<table>\n<thead><tr>{''.join(cell('th', h) for h in header)}</tr></thead>\n"
+            f"<h1>{html.escape(title)}</h1>\n<table>\n"
+            f"<thead><tr>{''.join(cell('th', h) for h in header)}</tr></thead>\n"
             f"<tbody>\n{rows}\n</tbody>\n</table>\n"
             + "".join(f"<p>{html.escape(n)}</p>\n" for n in notes) + "</body></html>\n")
 
@@ -402,11 +417,38 @@ def _train_job(job: Mapping[str, Any]) -> dict[str, Any]:
     return {**run_row(job["label"], job["seed"], run), "run": str(job["out"])}
 
 
-def _read_job(label: str, seed: int, directory: Path) -> dict[str, Any]:
-    """The row of a finished run directory (``--resume``): its metrics.json and epoch log."""
+def _read_job(label: str, seed: int, directory: Path, wanted: Mapping[str, Any]) -> dict[str, Any]:
+    """The row of a finished run directory (``--resume``): its metrics.json and epoch log. A run
+    trained with another config than the cell's now (``wanted``) is a ConfigError naming the key."""
     from polytask.api import load_run
+    from polytask.errors import ConfigError
 
-    return {**run_row(label, seed, load_run(directory)), "run": str(directory), "resumed": True}
+    run = load_run(directory)
+    differs = _first_difference(run.config.to_dict(), wanted)
+    if differs is not None:
+        key, old, new = differs
+        raise ConfigError(f"--resume: {directory} was trained with {key}={old!r}, the comparison now asks "
+                          f"{new!r}; resume with the same config and --set, or choose another OUT_DIR")
+    return {**run_row(label, seed, run), "run": str(directory), "resumed": True}
+
+
+def _first_difference(saved: Mapping[str, Any], wanted: Mapping[str, Any],
+                      prefix: str = "") -> tuple[str, Any, Any] | None:
+    """The first key of ``wanted`` whose value ``saved`` (a run's resolved config) does not hold;
+    data file paths compared as absolute paths (a run records them so)."""
+    for key, value in wanted.items():
+        where = f"{prefix}.{key}" if prefix else str(key)
+        have = saved.get(key) if isinstance(saved, Mapping) else None
+        if isinstance(value, Mapping):
+            found = _first_difference(have if isinstance(have, Mapping) else {}, value, where)
+            if found is not None:
+                return found
+            continue
+        if where in ("data.train", "data.validation", "data.test") and value is not None:
+            value = str(Path(value).resolve())
+        if have != value:
+            return where, have, value
+    return None
 
 
 def _tune_job(job: Mapping[str, Any]) -> dict[str, Any]:
@@ -465,7 +507,9 @@ def _check_out_dir(out: Path, resume: bool) -> None:
                               "--resume to continue the comparison written there")
 
 
-def _tasks_and_metrics(rows: Sequence[Mapping[str, Any]]) -> tuple[list[str], dict[str, list[str]], dict[str, list[str]]]:
+def _tasks_and_metrics(
+    rows: Sequence[Mapping[str, Any]],
+) -> tuple[list[str], dict[str, list[str]], dict[str, list[str]]]:
     """Task names, every metric per task (as the runs report them) and the primary metric per
     task (the one Delta-m averages)."""
     first = next(r for r in rows if r.get("test"))
@@ -538,8 +582,9 @@ def compare(
 
                     configs[label] = apply_values(configs[label], result["best"])
             rows = _run_cells(cells, configs, seed_list, out, resume, data_dir, executor, reporter, is_run_directory)
-            rows += _run_baselines(baseline_names, raw, seed_list, tune, threads, out, resume, data_dir, executor,
-                                   reporter)
+            # the baselines use the threads the config allows a run (train.threads), at most a worker's share
+            rows += _run_baselines(baseline_names, raw, seed_list, tune, min(cfg.train.threads or threads, threads),
+                                   out, resume, data_dir, executor, reporter)
     finally:
         if executor is not None:
             executor.shutdown(cancel_futures=True)
@@ -611,7 +656,7 @@ class _Reporter:
 
         self.console = console or Console()
         self.total = total
-        self.done = 0
+        self.done = self.resumed = 0
         self.progress = None
         self.start = time.time()
 
@@ -621,7 +666,8 @@ class _Reporter:
                                        TimeRemainingColumn)
 
             self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                     TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=self.console)
+                                     TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+                                     console=self.console)
             self.progress.start()
             self.bar = self.progress.add_task("compare", total=self.total)
         return self
@@ -635,8 +681,11 @@ class _Reporter:
         self.console.print(text, highlight=False, soft_wrap=True)
 
     def finished(self, row: Mapping[str, Any], count: int = 1) -> None:
-        """One more run done (``count`` for a baseline's seeds)."""
+        """One more run done (``count`` for a baseline's seeds); a resumed one (read back) does not
+        count towards the time a run takes."""
         self.done += count
+        if row.get("resumed"):
+            self.resumed += count
         shown = ", ".join(f"{t} {next((f'{k} {v:.4f}' for k, v in m.items() if k not in ('count', 'loss')), '')}"
                           for t, m in row.get("test", {}).items() if isinstance(m, Mapping))
         tag = " (resumed)" if row.get("resumed") else ""
@@ -645,8 +694,9 @@ class _Reporter:
             self.progress.update(self.bar, completed=self.done, description=f"compare: {row['model']}")
         else:
             elapsed = time.time() - self.start
-            eta = elapsed / self.done * (self.total - self.done) if self.done else 0.0
-            text += f" ({elapsed:.0f} s elapsed, ETA {eta:.0f} s)"
+            trained = self.done - self.resumed
+            eta = f"{elapsed / trained * (self.total - self.done):.0f} s" if trained else "?"
+            text += f" ({elapsed:.0f} s elapsed, ETA {eta})"
         self.note(text)
 
 
@@ -708,7 +758,8 @@ def _run_tuning(cells: Sequence[Cell], configs: Mapping[str, Any], seed: int, tr
 
 
 def _run_cells(cells: Sequence[Cell], configs: Mapping[str, Any], seeds: Sequence[int], out: Path, resume: bool,
-               data_dir: Any, executor: Any, reporter: _Reporter, is_run: Callable[[Path], bool]) -> list[dict[str, Any]]:
+               data_dir: Any, executor: Any, reporter: _Reporter,
+               is_run: Callable[[Path], bool]) -> list[dict[str, Any]]:
     """Train (or, on ``--resume``, read back) every neural (cell, seed) run."""
     rows: list[dict[str, Any]] = []
     jobs = []
@@ -717,13 +768,13 @@ def _run_cells(cells: Sequence[Cell], configs: Mapping[str, Any], seeds: Sequenc
             continue
         for seed in seeds:
             directory = out / "runs" / run_name(c, seed)
+            config = merge(configs[c.label], {"train": {"seed": seed}})
             if resume and is_run(directory):
-                row = _read_job(c.label, seed, directory)
+                row = _read_job(c.label, seed, directory, config)
                 rows.append(row)
                 reporter.finished(row)
                 continue
-            jobs.append({"label": c.label, "seed": seed, "out": str(directory), "resume": resume,
-                         "config": merge(configs[c.label], {"train": {"seed": seed}}),
+            jobs.append({"label": c.label, "seed": seed, "out": str(directory), "resume": resume, "config": config,
                          "data_dir": str(data_dir) if data_dir else None})
 
     def done(job: Mapping[str, Any], row: dict[str, Any]) -> None:

@@ -68,8 +68,10 @@ MODEL_SPACES: dict[str, dict[str, Param]] = {
 def hidden_lists(params: Mapping[str, Any]) -> list[str]:
     """The keys of ``params`` that hold a model's hidden sizes: lists of positive ints whose name
     says ``hidden``."""
-    return [k for k, v in params.items()
-            if "hidden" in k and isinstance(v, list) and v and all(isinstance(x, int) and not isinstance(x, bool) for x in v)]
+    def sizes(v: Any) -> bool:
+        return isinstance(v, list) and bool(v) and all(isinstance(x, int) and not isinstance(x, bool) for x in v)
+
+    return [k for k, v in params.items() if "hidden" in k and sizes(v)]
 
 
 def model_space(model: str) -> dict[str, Param]:

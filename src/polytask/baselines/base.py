@@ -105,7 +105,8 @@ def fit_baseline(
             chosen = dict(fixed[task.name])
             _, model = score(chosen)
         elif tune:
-            result = search(lambda values: score(values)[0], baseline.space(task), tune, higher_is_better=higher, seed=seed)
+            result = search(lambda values: score(values)[0], baseline.space(task), tune, higher_is_better=higher,
+                            seed=seed)
             chosen = result.best
             row["tuning"][task.name] = result.to_dict()
             _, model = score(chosen)

@@ -17,6 +17,9 @@ from polytask.tuning import Param
 DEFAULTS: dict[str, Any] = {"num_leaves": 31, "learning_rate": 0.05, "min_child_samples": 20}
 MAX_ROUNDS = 2000
 EARLY_STOPPING = 50
+#: below this many training rows one thread is fastest (OpenMP's start-up and, on a busy machine,
+#: its spinning threads cost more than the trees)
+SMALL = 10_000
 
 
 def _matrix(split: TabularSplit) -> np.ndarray:
@@ -39,7 +42,8 @@ class GBDT(Baseline):
         rows, val_rows = labelled(task, train), labelled(task, validation)
         settings = dict(
             DEFAULTS, **params, n_estimators=MAX_ROUNDS, subsample=0.8, subsample_freq=1, colsample_bytree=0.8,
-            random_state=seed, n_jobs=self.threads, deterministic=True, force_row_wise=True, verbose=-1,
+            random_state=seed, n_jobs=1 if len(rows) < SMALL else self.threads, deterministic=True,
+            force_row_wise=True, verbose=-1,
         )
         model = lgb.LGBMRegressor(**settings) if task.kind == "regression" else lgb.LGBMClassifier(**settings)
         categorical = list(range(train.numeric.shape[1], train.numeric.shape[1] + train.categorical.shape[1]))
