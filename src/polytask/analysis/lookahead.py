@@ -360,10 +360,10 @@ def measure_affinity(
     ``overlap``: see :mod:`polytask.analysis.grouping`) and advise one within ``budget``.
 
     ``config`` is a YAML path, a dict or a :class:`~polytask.config.Config`; ``unset`` are dotted
-    keys removed first, ``overrides`` ``key=value`` strings, as ``--unset`` and ``--set`` take them. The lookahead step uses the optimiser's current
-    learning rate unless ``lookahead_lr`` is given. Nothing is written (see
-    :meth:`AffinityResult.save`). ConfigError for a model that shares nothing, bad sizes, or more
-    tasks than the grouping search takes."""
+    keys removed first, ``overrides`` ``key=value`` strings applied then (as ``--unset`` and
+    ``--set`` take them). The lookahead step uses the optimiser's current learning rate unless
+    ``lookahead_lr`` is given. Nothing is written (see :meth:`AffinityResult.save`). ConfigError
+    for a model that shares nothing, bad sizes, or more tasks than the grouping search takes."""
     from polytask.api import seed_everything
     from polytask.analysis.affinity import easy_hard_affinity
     from polytask.analysis.grouping import MAX_TASKS
