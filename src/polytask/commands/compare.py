@@ -27,8 +27,12 @@ def COMMAND(  # noqa: N802 - the name polytask.cli registers
     set_: Annotated[list[str], typer.Option("--set", help="Override a config key: --set train.epochs=5; --set <model>.<param>=v sets one model's parameter (--set single_task.hidden=[64]).")] = [],  # noqa: B006
     data_dir: Annotated[Optional[Path], typer.Option("--data-dir", help="Folder of datasets (default: $POLYTASK_DATA_DIR, else ../shared/data).")] = None,
 ) -> None:
-    """Compare models over seeds: mean, std and 95% interval per task metric, Delta-m against
-    single-task paired by seed, which differences are within noise, and honest baselines."""
+    """Compare models over seeds, with 95% intervals, Delta-m against single-task and baselines.
+
+    Each (model, weighting, seed) is a run directory in OUT_DIR/runs;
+    LightGBM and linear baselines per task use the same split.
+    compare.md/.json/.html: mean, std and 95% interval per metric,
+    Delta-m paired by seed, and which differences are within noise."""
     from polytask.errors import PolytaskError
 
     try:
