@@ -66,6 +66,7 @@ def test_affinity_writes_matrices_and_groupings(config, tmp_path):
     # 432 training rows (10% of train.csv is held out as test) / 64 = 7 batches per epoch, 2 epochs,
     # every second batch measured
     assert report["steps"] == 7 and report["epochs"] == 2
+    assert report["overlap"] is False
     assert report["config"]["weighting"]["name"] == "equal" and report["config"]["optimizer"]["lr"] == 0.01
     assert sorted(report["groupings"]) == ["1", "2", "3"]
     assert report["groupings"]["1"]["groups"] == [TASKS]
@@ -84,9 +85,10 @@ def test_affinity_writes_matrices_and_groupings(config, tmp_path):
 
 def test_budget_caps_the_networks(config, tmp_path):
     result = runner.invoke(app, ["affinity", str(config), "-o", str(tmp_path), "--epochs", "1", "--budget", "1",
-                                 "--max-groups", "2", "--no-progress"])
+                                 "--max-groups", "2", "--overlap", "--no-progress"])
     check_ok(result)
     report = json.loads((tmp_path / "affinity.json").read_text())
+    assert report["overlap"] is True
     assert report["advised"]["groups"] == [TASKS] and report["advised"]["budget"] == 1
     assert sorted(report["groupings"]) == ["1", "2"]
     assert "affinity epoch" not in result.stdout
