@@ -165,10 +165,6 @@ def within_noise(interval: Mapping[str, float]) -> bool | None:
     return bool(interval["low"] <= 0.0 <= interval["high"])
 
 
-def _stats(values: list[float]) -> dict[str, float]:
-    return confidence_interval(values)
-
-
 def summarize(
     rows: Sequence[Mapping[str, Any]],
     tasks: Sequence[str],
@@ -200,9 +196,9 @@ def summarize(
         for t in tasks:
             entry[t] = {}
             for m in metrics[t]:
-                stats = _stats([_metric(r[split], t, m) for r in runs])
+                stats = confidence_interval([_metric(r[split], t, m) for r in runs])
                 if base_by_seed and label != baseline:
-                    diff = _stats([_metric(r[split], t, m) - _metric(base_by_seed[r["seed"]], t, m) for r in paired])
+                    diff = confidence_interval([_metric(r[split], t, m) - _metric(base_by_seed[r["seed"]], t, m) for r in paired])
                     up = directions.get(m)
                     stats["vs_baseline"] = {
                         **diff, "within_noise": within_noise(diff),
@@ -210,10 +206,10 @@ def summarize(
                     }
                 entry[t][m] = stats
         deltas = [delta_m(r[split], base_by_seed[r["seed"]], delta_metrics or metrics) for r in paired]
-        entry["delta_m"] = _stats(deltas)
+        entry["delta_m"] = confidence_interval(deltas)
         entry["delta_m"]["within_noise"] = within_noise(entry["delta_m"])
         entry["parameters"] = runs[0].get("parameters")
-        entry["seconds_per_epoch"] = _stats([r.get("seconds_per_epoch") for r in runs])
+        entry["seconds_per_epoch"] = confidence_interval([r.get("seconds_per_epoch") for r in runs])
         out[label] = entry
     return out
 
@@ -456,8 +452,13 @@ def _tune_job(job: Mapping[str, Any]) -> dict[str, Any]:
     from polytask.api import fit
     from polytask.tuning import apply_values, model_space, tune
 
+    from polytask.errors import TrainingError
+
     def objective(values: dict[str, Any]) -> float:
-        run = fit(apply_values(job["config"], values), data_dir=job["data_dir"])
+        try:
+            run = fit(apply_values(job["config"], values), data_dir=job["data_dir"])
+        except TrainingError:  # diverged (a learning rate too high): a failed trial, never chosen
+            return float("nan")
         return run_row(job["label"], job["seed"], run)["validation_score"]
 
     higher = _monitor_higher(job["config"])
@@ -555,13 +556,14 @@ def compare(
     common, scoped = split_overrides(overrides)
     cfg = load_config(config, common)
     raw = cfg.to_dict()
-    baseline_names = _baseline_names(cfg, data_dir, baselines)
-    cells = plan_cells(models, weightings, baseline_names)
+    cells = plan_cells(models, weightings)  # names checked before any data is read
     unknown = sorted(set(scoped) - {c.model for c in cells})
     if unknown:
         raise ConfigError(f"--set {unknown[0]}.…: model {unknown[0]!r} is not compared here (models: "
-                          f"{', '.join(c.model for c in cells if not c.baseline)})")
+                          f"{', '.join(c.model for c in cells)})")
     _check_out_dir(out, resume)
+    baseline_names = _baseline_names(cfg, data_dir, baselines)
+    cells = plan_cells(models, weightings, baseline_names)
     seed_list = list(range(seeds))
     configs = {c.label: cell_config(raw, c, scoped) for c in cells if not c.baseline}
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
