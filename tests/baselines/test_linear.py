@@ -25,7 +25,7 @@ def test_learns_every_kind_on_the_labelled_rows_only(table):
     assert row["hyperparameters"]["r"]["alpha"] in ALPHA_GRID
 
 
-def test_regularisation_is_chosen_on_validation(table, monkeypatch):
+def test_regularisation_is_chosen_on_validation(table):
     """The kept C is the grid value with the best validation AUC (not the test's)."""
     from polytask.baselines.base import task_scores
 
