@@ -282,12 +282,13 @@ def _train_run(
     model, transfer, run, trainer = build({})
     # every hyperparameter as used, defaults included: config.yaml documents the run and rebuilds it
     run.config = cfg = resolve_config(cfg, trainer)
+    trainer.log_params = cfg.to_dict()  # what a logger records as the run's parameters (MLflow)
     if state is not None:
         _check_same_config(partial, cfg)
         _check_same_encoders(partial, pre)
         if state["structure"] and state["structure"] != model.structure():  # a model that changed shape (FAFS)
             model, transfer, run, trainer = build(state["structure"])
-            run.config = cfg
+            run.config, trainer.log_params = cfg, cfg.to_dict()
         trainer.load_resume_state(state)
 
     if work_dir is None or out_dir is None:

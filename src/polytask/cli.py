@@ -110,18 +110,22 @@ def evaluate(
     from polytask.data.sources import load_splits
     from polytask.errors import PolytaskError
 
+    from polytask.train.progress import batch_progress
+
     try:
         with _warnings_as_lines():
             run = load_run(run_dir)
             if data is not None:
-                metrics = {str(data): run.evaluate(data, source=str(data))}
+                with batch_progress(f"evaluating {data.name}"):
+                    metrics = {str(data): run.evaluate(data, source=str(data))}
             else:
                 splits = load_splits(run.config.data, data_dir)
                 metrics = {}
                 for name in ("validation", "test"):
                     table = getattr(splits, name)
                     if table is not None:
-                        metrics[name] = run.evaluate(table, source=splits.sources.get(name, name))
+                        with batch_progress(f"evaluating {name}"):
+                            metrics[name] = run.evaluate(table, source=splits.sources.get(name, name))
     except (PolytaskError, KeyError, OSError) as exc:
         _fail(exc)
         return
@@ -147,6 +151,7 @@ def predict(
     from polytask.api import load_run
     from polytask.errors import DataError, PolytaskError
     from polytask.fileio import write_predictions
+    from polytask.train.progress import batch_progress
 
     try:
         fmt = _output_format(output)  # before anything is read, computed or created
@@ -155,9 +160,11 @@ def predict(
         if fmt in ("conllu", "conll"):
             if keep:
                 raise DataError(f"--keep: a {output.suffix} output keeps every input column already (drop --keep)")
-            table = run.predict_labels(input, source=str(input))
+            with batch_progress(f"predicting {input.name}"):
+                table = run.predict_labels(input, source=str(input))
         else:
-            table = run.predict_table(input, source=str(input), keep=list(keep), flat=fmt == "csv")
+            with batch_progress(f"predicting {input.name}"):
+                table = run.predict_table(input, source=str(input), keep=list(keep), flat=fmt == "csv")
         write_predictions(table, output, fmt)
     except (PolytaskError, KeyError, OSError) as exc:
         _fail(exc)
@@ -195,15 +202,16 @@ def _output_format(output: Path) -> str:
 def list_(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show each component's hyperparameters with their defaults.")] = False,
 ) -> None:
-    """List registered models, weightings, datasets, input encoders, column families and task kinds."""
+    """List registered models, weightings, datasets, input encoders, column families, loggers and task kinds."""
     from rich.table import Table
 
-    from polytask.registry import COLUMNS, DATASETS, ENCODERS, MODELS, TASK_KINDS, WEIGHTINGS
+    from polytask.registry import COLUMNS, DATASETS, ENCODERS, LOGGERS, MODELS, TASK_KINDS, WEIGHTINGS
 
     console = _console()
     registries = (("models", MODELS, ("input_spec", "tasks")), ("weightings", WEIGHTINGS, ("tasks",)),
                   ("datasets", DATASETS, ("data_dir",)), ("encoders (model.encoder)", ENCODERS, ("spec", "embedding_dim")),
-                  ("column families (model.columns)", COLUMNS, _column_common()))
+                  ("column families (model.columns)", COLUMNS, _column_common()),
+                  ("loggers (train.loggers)", LOGGERS, ("directory", "params", "path")))
     for title, reg, skip in registries:
         table = Table(title=title, title_justify="left", caption=None if reg.names() else "(none registered)")
         table.add_column("name", style="bold")

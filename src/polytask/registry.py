@@ -1,4 +1,5 @@
-"""Name -> class registries: models, weightings, datasets, task kinds, input encoders, column families.
+"""Name -> class registries: models, weightings, datasets, task kinds, input encoders, column families,
+loggers.
 
 Config files name things (``model: mmoe``); the registries resolve those names, list what exists
 (``polytask list``) and drive the contract tests, which iterate over every registered model and
@@ -66,6 +67,7 @@ DATASETS: Registry = Registry("dataset")
 TASK_KINDS: Registry = Registry("task kind")
 ENCODERS: Registry = Registry("encoder")
 COLUMNS: Registry = Registry("column family")
+LOGGERS: Registry = Registry("logger")
 
 _loaded = False
 
@@ -83,3 +85,4 @@ def _load_builtins() -> None:
     import polytask.tasks  # noqa: F401
     import polytask.models  # noqa: F401
     import polytask.weighting  # noqa: F401
+    import polytask.train.loggers  # noqa: F401

@@ -10,6 +10,7 @@ A run directory holds:
   gate diagnostics, timings);
 - ``metrics.json``: final ``{"validation": {task: {metric: value}}, "test": {...}}``;
 - ``data.json``: where each split came from and how it was made;
+- ``tensorboard/``: TensorBoard event files, when ``train.loggers`` has ``tensorboard``;
 - ``manifest.json``: written last, marks the directory as a polytask run and records the size and
   sha256 of every other file, which :meth:`Run.load` checks.
 
@@ -55,6 +56,8 @@ MANIFEST = "manifest.json"
 RESUME = "resume.pt"
 #: every file a run directory (or its ``.partial``) may hold
 RUN_FILES = (CONFIG, ENCODERS, CHECKPOINT, LOG, METRICS, DATA, MANIFEST, RESUME)
+#: folders a run directory may hold: a logger's own files (``train.loggers: [tensorboard]``)
+RUN_FOLDERS = ("tensorboard",)
 #: the files a run cannot be loaded without: a checksum mismatch in one of them is an error (in the
 #: others, a warning)
 ESSENTIAL = (CONFIG, ENCODERS, CHECKPOINT)
@@ -313,7 +316,8 @@ def is_temporary_file(name: str) -> bool:
 def foreign_entries(directory: str | os.PathLike) -> list[str]:
     """The entries of a run directory that polytask did not write there (never deleted for the user)."""
     return sorted(p.name for p in Path(directory).iterdir()
-                  if not (p.name in RUN_FILES and p.is_file()) and not (is_temporary_file(p.name) and p.is_file()))
+                  if not (p.name in RUN_FILES and p.is_file()) and not (is_temporary_file(p.name) and p.is_file())
+                  and not (p.name in RUN_FOLDERS and p.is_dir() and not p.is_symlink()))
 
 
 # -- where a run directory may be written ---------------------------------------------------------

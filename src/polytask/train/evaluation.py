@@ -16,6 +16,7 @@ from polytask.data.loader import BatchLoader
 from polytask.data.table import TensorTable
 from polytask.metrics import compute_metrics
 from polytask.tasks import Task
+from polytask.train.progress import batch_reporter
 
 
 @torch.inference_mode()
@@ -27,12 +28,16 @@ def predict_raw(
     model.eval()
     device = torch.device(device)
     chunks: dict[str, list[Tensor]] = {name: [] for name in task_names}
-    for batch in BatchLoader(table, batch_size):
+    report = batch_reporter()  # a progress bar around this call (polytask evaluate / predict)
+    loader = BatchLoader(table, batch_size)
+    for i, batch in enumerate(loader):
         if device.type != "cpu":
             batch = batch.to(device)
         out = model(batch.features)
         for name in chunks:
             chunks[name].append(out[name].float().cpu())
+        if report is not None:
+            report(i + 1, len(loader))
     return {name: torch.cat(parts) for name, parts in chunks.items()}
 
 

@@ -38,6 +38,8 @@ from polytask.metrics import higher_is_better
 from polytask.tasks import Task
 from polytask.train import distributed
 from polytask.train.evaluation import evaluate_table, per_example_losses, predict_raw
+from polytask.train.loggers import Logger, check_loggers, create_loggers
+from polytask.train.loggers.jsonl import jsonable
 from polytask.train.optim import create_optimizer, create_scheduler, parameter_groups
 from polytask.train.progress import ProgressBar
 from polytask.train.schedule import Schedule, make_schedule
@@ -163,7 +165,7 @@ def _parse_mean(monitor: str, metric: str, tasks: Sequence[Task]) -> Monitor:
 #: :mod:`polytask.train.settings`).
 NOT_SETTINGS = frozenset({
     "weighting", "optimizer", "lr", "weight_decay", "optimizer_params", "scheduler", "scheduler_params",
-    "log_path", "on_improve", "callbacks", "resume_path",
+    "log_path", "log_params", "on_improve", "callbacks", "resume_path",
 })
 
 #: the ``format`` tag of a resume file (see :meth:`Trainer.resume_state`)
@@ -209,7 +211,12 @@ class Trainer:
             embeddings (not biases), added as loss terms of their own and logged separately.
         log_every: every this many optimiser steps, record the task weights and the pairwise
             cosine similarity of the task gradients (of the shared parameters) in the log.
-        log_path: JSONL file, one line per epoch.
+        loggers: where the run log goes: ``jsonl`` (``log_path``, one line per epoch), ``tensorboard``
+            (``<log_path's folder>/tensorboard``), ``mlflow`` (MLflow's tracking settings); each
+            receives every epoch record (:mod:`polytask.train.loggers`).
+        log_path: JSONL file, one line per epoch; its folder is the run directory other loggers
+            write into.
+        log_params: the run's resolved config, for loggers that record parameters (MLflow).
         on_improve: called with the trainer whenever the monitored score improves (e.g. to save
             a checkpoint).
         callbacks: called with the trainer and the epoch's record after every epoch.
@@ -250,7 +257,9 @@ class Trainer:
         l1: Annotated[float, Field(ge=0)] = 0.0,
         l2: Annotated[float, Field(ge=0)] = 0.0,
         log_every: Annotated[int, Field(ge=1)] | None = 50,
+        loggers: tuple[str, ...] = ("jsonl",),
         log_path: str | os.PathLike | None = None,
+        log_params: Mapping[str, Any] | None = None,
         on_improve: Callable[[Trainer], None] | None = None,
         callbacks: Sequence[Callable[[Trainer, dict[str, Any]], None]] = (),
         resume_path: str | os.PathLike | None = None,
@@ -292,6 +301,9 @@ class Trainer:
         self.scaler = torch.amp.GradScaler("cuda") if amp == "fp16" else None
         self.world_size, self.rank = distributed.world()
         self.log_path = Path(log_path) if log_path else None
+        self.loggers, self.log_params = tuple(loggers), log_params
+        check_loggers(self.loggers, self.log_path.parent if self.log_path is not None else None)
+        self._loggers: list[Logger] = []
         self.on_improve = on_improve
         self.callbacks = list(callbacks)
         self.progress = progress
@@ -516,7 +528,22 @@ class Trainer:
             set_rng_state(self._resume_rng)
             self._resume_rng = None
         stopped = self.patience is not None and validation is not None and self.stale >= self.patience
-        with ProgressBar(self.progress, self.epochs, len(loader)) as bar:
+        self._loggers = create_loggers(self.loggers, self.log_path.parent if self.log_path is not None else None,
+                                       self.log_params, jsonl_path=self.log_path)
+        try:
+            self._fit_epochs(loader, train, validation, stopped)
+        finally:
+            for logger in self._loggers:
+                logger.close()
+            self._loggers = []
+        if self.best_state is not None:
+            self.model.load_state_dict(self.best_state)
+        elif validation is None:
+            self.best_epoch = len(self.history)
+        return self.history
+
+    def _fit_epochs(self, loader: Schedule, train: TensorTable, validation: TensorTable | None, stopped: bool) -> None:
+        with ProgressBar(self.progress, self.epochs, len(loader), first_epoch=self.start_epoch) as bar:
             for epoch in range(self.start_epoch, self.epochs + 1 if not stopped else self.start_epoch):
                 bar.start_epoch(epoch)
                 start = time.perf_counter()
@@ -550,7 +577,9 @@ class Trainer:
                             self.on_improve(self)
                     else:
                         self.stale += 1
-                    bar.end_epoch(epoch, self.monitor, score, self.best_score)
+                    bar.end_epoch(epoch, record, self.monitor, score, self.best_score, self.best_epoch)
+                else:
+                    bar.end_epoch(epoch, record)
                 probe_table = validation if validation is not None else train
                 if self.model.adapt(epoch, lambda: self.per_example_losses(probe_table, self.probe_rows)):
                     # new parameters: a fresh optimiser over them, its schedule where the run's is (the
@@ -575,11 +604,6 @@ class Trainer:
                     callback(self, record)
                 if self.patience is not None and validation is not None and self.stale >= self.patience:
                     break
-        if self.best_state is not None:
-            self.model.load_state_dict(self.best_state)
-        elif validation is None:
-            self.best_epoch = len(self.history)
-        return self.history
 
     # -- exact resume ------------------------------------------------------------------------------
     def resume_state(self, epoch: int) -> dict[str, Any]:
@@ -680,17 +704,11 @@ class Trainer:
             self.scheduler.step()
 
     def _log(self, record: dict[str, Any]) -> None:
-        if self.log_path is not None:
-            with self.log_path.open("a") as fh:
-                fh.write(json.dumps(record, default=_jsonable) + "\n")
+        for logger in self._loggers:
+            logger.log(record)
 
 
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, Tensor):
-        return value.tolist()
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    return str(value)
+_jsonable = jsonable  # older imports
 
 
 _PLAIN = (bool, int, float, str, type(None))
