@@ -63,6 +63,27 @@ def test_demo_prints_the_comparison_table():
     assert all(results[p][label]["y1"]["rmse"]["n"] == 1 for p in CORRELATIONS for label in MODELS)
 
 
+def test_demo_off_a_terminal_prints_a_line_per_run_saves_the_runs_and_ends_with_the_report(tmp_path):
+    from rich.console import Console
+
+    from polytask.demo import CORRELATIONS, MODELS, run_demo
+    from polytask.run import is_run_directory
+
+    buf = io.StringIO()  # not a terminal: what `make demo > log` sees
+    run_demo(seeds=1, n_train=200, epochs=1, console=Console(file=buf, width=200), out=tmp_path / "demo")
+    lines = buf.getvalue().splitlines()
+    per_run = [line for line in lines if line.startswith("[")]
+    assert len(per_run) == len(CORRELATIONS) * len(MODELS)
+    assert per_run[0].startswith(f"[1/{len(per_run)}] correlation {CORRELATIONS[0]} Shared-Bottom seed 0: test RMSE y1 ")
+    for p in CORRELATIONS:
+        for label in MODELS:
+            assert is_run_directory(tmp_path / "demo" / f"corr{p}" / f"{label}-seed0")
+    report = tmp_path / "demo" / "report.html"
+    assert report.is_file() and f"report of the runs at correlation {CORRELATIONS[0]} (seed 0): {report}" in buf.getvalue()
+    page = report.read_text()
+    assert all(label in page for label in ("Shared-Bottom-seed0", "OMoE-seed0", "MMoE-seed0"))
+
+
 # -- intervals, paired differences, within-noise marks --------------------------------------------
 def test_confidence_interval_known_answer():
     from scipy.stats import t

@@ -268,12 +268,18 @@ def demo(
     seeds: Annotated[int, typer.Option(help="Seeds per model and correlation.")] = 3,
     n_train: Annotated[int, typer.Option(help="Training rows per synthetic dataset.")] = 10000,
     epochs: Annotated[int, typer.Option(help="Maximum epochs (early stopping on validation).")] = 40,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Where the runs and report.html go (runs there are replaced).")] = Path("runs/demo"),
 ) -> None:
     """The MMoE paper's synthetic experiment, small: Shared-Bottom vs OMoE vs MMoE at task
-    correlations 0.5, 0.9 and 1.0 (test RMSE, mean over seeds; lower is better)."""
+    correlations 0.5, 0.9 and 1.0 (test RMSE, mean over seeds; lower is better); ends by writing
+    the HTML report of the runs and printing its path."""
     from polytask.demo import run_demo
+    from polytask.errors import PolytaskError
 
-    run_demo(seeds=seeds, n_train=n_train, epochs=epochs, console=_console())
+    try:
+        run_demo(seeds=seeds, n_train=n_train, epochs=epochs, console=_console(), out=out)
+    except (PolytaskError, OSError) as exc:
+        _fail(exc)
 
 
 NOT_METRICS = ("count",)

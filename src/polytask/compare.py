@@ -19,6 +19,7 @@ import copy
 import html
 import math
 import os
+import re
 import statistics
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -78,6 +79,11 @@ def run_row(label: str, seed: int, run: Any) -> dict[str, Any]:
     }
 
 
+def _slug(label: str) -> str:
+    """A label as a folder name: letters, digits, ``.``, ``_`` and ``-`` kept, the rest ``_``."""
+    return re.sub(r"[^\w.-]+", "_", label).strip("_") or "run"
+
+
 def run_grid(
     base: Mapping[str, Any],
     models: Mapping[str, Mapping[str, Any]],
@@ -88,6 +94,7 @@ def run_grid(
     on_result: Callable[[dict[str, Any]], None] | None = None,
     callbacks: Sequence[Callable[..., None]] = (),
     search: Sequence[Mapping[str, Any]] = ({},),
+    out: str | os.PathLike | None = None,
 ) -> list[dict[str, Any]]:
     """Train every model (label -> config overrides, merged into ``base``) with every seed.
 
@@ -96,7 +103,9 @@ def run_grid(
     override is trained for every (model, seed) and the one with the best *validation* score
     (the config's ``train.monitor``) is kept; its test metrics are the result. Returns one row per
     (model, seed): label, seed, chosen candidate, validation and test metrics, best epoch, seconds
-    per epoch. ``callbacks`` go to each run's trainer (called after every epoch).
+    per epoch. ``callbacks`` go to each run's trainer (called after every epoch). With ``out``, the
+    kept run of each (model, seed) is saved as ``<out>/<label>-seed<k>`` (replacing a run there;
+    the row's ``directory``), e.g. for ``polytask report``.
     """
     from polytask.api import fit
 
@@ -114,9 +123,14 @@ def run_grid(
                 score = row["validation_score"]
                 key_score = -score if higher else score
                 if best is None or (key_score == key_score and not key_score >= best["_key"]):
-                    best = {**row, "_key": key_score}
+                    best = {**row, "_key": key_score, "_run": run}
             assert best is not None
             best.pop("_key")
+            kept = best.pop("_run")
+            if out is not None:
+                directory = Path(out) / f"{_slug(label)}-seed{seed}"
+                kept.save(directory, overwrite=True)
+                best["directory"] = str(directory)
             rows.append(best)
             if on_result is not None:
                 on_result(best)

@@ -10,6 +10,8 @@ seeds and a single-task baseline is ``benchmarks/synthetic_mmoe.py``.
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
 from polytask.compare import run_grid, summarize
@@ -34,19 +36,29 @@ def synthetic_config(correlation: float, n_train: int, epochs: int, *, n_eval: i
     }
 
 
-def run_demo(seeds: int = 3, n_train: int = 10000, epochs: int = 40, console: Any = None) -> dict[float, dict[str, Any]]:
-    """Run the comparison with progress bars and print the result table; returns the summaries."""
+def run_demo(seeds: int = 3, n_train: int = 10000, epochs: int = 40, console: Any = None,
+             out: str | os.PathLike | None = None) -> dict[float, dict[str, Any]]:
+    """Run the comparison and print the result table; returns the summaries. Progress is a bar on a
+    terminal, one line per trained run otherwise. With ``out``, every run is saved as
+    ``<out>/corr<p>/<model>-seed<k>`` and the report of the first seed's runs at the lowest
+    correlation (where the models differ most) is written to ``<out>/report.html``."""
+    import time
+
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                               TimeRemainingColumn)
     from rich.table import Table
 
     console = console or Console()
     tasks, metrics = ["y1", "y2"], {"y1": ["rmse"], "y2": ["rmse"]}
     results: dict[float, dict[str, Any]] = {}
+    total = len(CORRELATIONS) * len(MODELS) * seeds
+    live = console.is_terminal
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                        console=console)
+                        TextColumn("eta"), TimeRemainingColumn(), console=console, disable=not live)
+    started, done = time.perf_counter(), [0]
     with progress:
-        runs = progress.add_task("runs", total=len(CORRELATIONS) * len(MODELS) * seeds)
+        runs = progress.add_task("runs", total=total)
         epoch_bar = progress.add_task("epochs", total=epochs)
 
         def on_epoch(trainer: Any, record: dict[str, Any]) -> None:
@@ -57,11 +69,20 @@ def run_demo(seeds: int = 3, n_train: int = 10000, epochs: int = 40, console: An
                 progress.advance(runs)
                 progress.reset(epoch_bar)
                 progress.update(epoch_bar, description="epochs")
+                done[0] += 1
+                if not live:  # a log file or a pipe: one plain line per run, never minutes of silence
+                    rmse = ", ".join(f"{t} {row['test'][t]['rmse']:.4f}" for t in tasks)
+                    console.print(f"[{done[0]}/{total}] correlation {p} {row['model']} seed {row['seed']}: test RMSE "
+                                  f"{rmse} ({row['epochs']} epochs; {time.perf_counter() - started:.0f} s so far)",
+                                  highlight=False, soft_wrap=True)
 
             progress.update(runs, description=f"runs (correlation {p})")
             rows = run_grid(synthetic_config(p, n_train, epochs), MODELS, range(seeds),
-                            seed_keys=("train.seed", "data.params.seed"), on_result=on_result, callbacks=[on_epoch])
+                            seed_keys=("train.seed", "data.params.seed"), on_result=on_result, callbacks=[on_epoch],
+                            out=Path(out) / f"corr{p}" if out is not None else None)
             results[p] = summarize(rows, tasks, metrics, baseline=None)
+            if out is not None and p == CORRELATIONS[0]:
+                reported = [r["directory"] for r in rows if r["seed"] == 0]
 
     table = Table(title=f"Synthetic MMoE benchmark: test RMSE, mean of 2 tasks over {seeds} seeds (lower is better)",
                   title_justify="left")
@@ -75,4 +96,20 @@ def run_demo(seeds: int = 3, n_train: int = 10000, epochs: int = 40, console: An
             cells.append(f"{(s['y1']['rmse']['mean'] + s['y2']['rmse']['mean']) / 2:.4f}")
         table.add_row(label, *cells)
     console.print(table)
+    if out is not None:
+        _write_report(reported, Path(out) / "report.html", console)
     return results
+
+
+def _write_report(run_dirs: list[str], path: Path, console: Any) -> None:
+    """The report of ``run_dirs``; without the report extra (matplotlib), a line saying how to get it."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        console.print("(pip install 'polytask[report]' to get the HTML report of these runs)")
+        return
+    from polytask.report import write_report
+
+    write_report(run_dirs, path, title=f"polytask demo: Shared-Bottom, OMoE and MMoE at task correlation {CORRELATIONS[0]}")
+    console.print(f"report of the runs at correlation {CORRELATIONS[0]} (seed 0): {path} (open it in a browser; "
+                  f"every run is in {path.parent})", highlight=False, soft_wrap=True)
