@@ -8,7 +8,6 @@ naming the file, column or key, with exit code 2 and no traceback.
 from __future__ import annotations
 
 import contextlib
-import json
 import sys
 import warnings
 from collections.abc import Iterator

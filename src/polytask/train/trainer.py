@@ -17,7 +17,6 @@ Evaluation and prediction live in :mod:`polytask.train.evaluation`, the data-par
 from __future__ import annotations
 
 import copy
-import json
 import math
 import os
 import time

@@ -14,7 +14,7 @@ from typing import Any
 
 from polytask.errors import ConfigError
 from polytask.registry import LOGGERS
-from polytask.train.loggers.base import Logger, _walk, scalars, step_scalars
+from polytask.train.loggers.base import Logger, scalars, step_scalars
 
 #: MLflow accepts letters, digits and ``_ - . / : space`` in names; anything else becomes ``_``
 _BAD = re.compile(r"[^\w\-./: ]")
