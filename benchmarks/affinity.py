@@ -250,7 +250,16 @@ def markdown(payload: dict[str, Any]) -> str:
                              f"{comp['advised']['mean']:+.2f} ± {comp['advised']['std']:.2f} | "
                              f"{comp['advised_minus_together']['mean']:+.2f} "
                              f"({comp['advised_minus_together']['wins']}/{len(comp['seeds'])}) |")
-        lines += ["", "Lookahead affinity per data set (row acts on column, mean over the measured steps):", ""]
+        total = sum(r.get("seconds", 0) for r in real.values())
+        lines += ["", f"Wall time of the real-data part: {total / 60:.0f} min (affinity runs and comparisons, 2 shared "
+                      "CPU cores under other load).", "",
+                  "Read with care: the advised groups train more networks (2 instead of 1, so more parameters) "
+                  "than all tasks together; the runs are short (few epochs, reduced rows), so seed noise is large "
+                  "(std of Delta-m about 2-6 points) and 3 seeds only show the direction. The lookahead values are "
+                  "small because the lookahead is a plain SGD step at Adam's learning rate (1e-3); only their "
+                  "relative sizes enter the grouping. Where the advice is all tasks together there is nothing to "
+                  "compare.", "",
+                  "Lookahead affinity per data set (row acts on column, mean over the measured steps):", ""]
         for name, r in real.items():
             a = r["affinity"]
             lines += [f"**{name}** ({a['steps']} steps, {a['epochs']} epochs)", "",
