@@ -184,7 +184,7 @@ class AffinityResult:
         """Plain data: ``affinity.json`` (NaN as null)."""
 
         def matrix(m: Tensor) -> list[list[float | None]]:
-            return [[None if math.isnan(v) else round(v, 8) for v in row] for row in m.tolist()]
+            return [[None if math.isnan(v) else float(f"{v:.7g}") for v in row] for row in m.tolist()]
 
         return {
             "tasks": list(self.tasks),
@@ -460,7 +460,9 @@ def measure_affinity(
     lookahead = meter.mean("lookahead")
     groupings = best_groupings(lookahead, max_groups, overlap=overlap)
     notes = [f"easy/hard agreement on {min(len(probe), trainer.probe_rows)} "
-             f"{'validation' if val_t is not None else 'training'} rows"]
+             f"{'validation' if val_t is not None else 'training'} rows",
+             f"{'overlapping' if overlap else 'disjoint'} groups; advised: the fewest networks within 5% of the best "
+             f"score{' under the budget' if budget is not None else ''}"]
     if lookahead_lr is not None:
         notes.append(f"lookahead learning rate {lookahead_lr:g} (the optimiser's: {cfg.optimizer.lr:g})")
     names = [t.name for t in tasks]
