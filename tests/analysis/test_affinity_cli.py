@@ -42,7 +42,7 @@ def config(tmp_path_factory):
                  "tasks": [{"name": "p", "kind": "regression"}, {"name": "q"}, {"name": "r", "kind": "regression"}]},
         "model": {"name": "shared_bottom", "bottom_hidden": [16], "tower_hidden": [4]},
         "weighting": {"name": "uncertainty"},  # replaced by equal weights: affinity trains all tasks equally
-        "train": {"epochs": 5, "batch_size": 64, "device": "cpu"},
+        "train": {"epochs": 40, "batch_size": 64, "device": "cpu", "threads": 1},  # a full training's epochs
     }
     path = work / "config.yaml"
     path.write_text(yaml.safe_dump(cfg))
@@ -84,11 +84,13 @@ def test_affinity_writes_matrices_and_groupings(config, tmp_path):
 
 
 def test_budget_caps_the_networks(config, tmp_path):
-    result = runner.invoke(app, ["affinity", str(config), "-o", str(tmp_path), "--epochs", "1", "--budget", "1",
-                                 "--max-groups", "2", "--overlap", "--no-progress"])
+    result = runner.invoke(app, ["affinity", str(config), "-o", str(tmp_path), "--budget", "1",
+                                 "--max-groups", "2", "--overlap", "--every", "7", "--no-progress"])
     check_ok(result)
     report = json.loads((tmp_path / "affinity.json").read_text())
     assert report["overlap"] is True
+    assert report["epochs"] == 5  # without --epochs: the config's 40, capped to a short run
+    assert report["steps"] == 5  # 7 batches per epoch, the first of each measured
     assert report["advised"]["groups"] == [TASKS] and report["advised"]["budget"] == 1
     assert sorted(report["groupings"]) == ["1", "2"]
     assert "affinity epoch" not in result.stdout

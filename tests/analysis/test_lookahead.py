@@ -154,10 +154,14 @@ def test_planted_structure_is_found(tmp_path):
     from polytask.analysis.lookahead import measure_affinity
 
     bench = _benchmark()
+    threads = torch.get_num_threads()
     for seed in range(3):
         cfg = bench.write_planted(tmp_path / str(seed), 1500, seed)
+        cfg["train"]["threads"] = 1  # a tiny model: one thread is fastest on a busy machine
         result = measure_affinity(cfg, epochs=3, progress=False)
+        assert torch.get_num_threads() == threads  # the run's setting is not left behind
         assert result.tasks == bench.PLANTED_TASKS
+        assert result.steps == 3 * 11  # 1350 training rows (10% held out as test) in batches of 128
         assert bench.planted_found(result), (seed, result.groupings[2], result.lookahead)
         # within a cluster the lookahead affinity is positive, and larger than across clusters
         z = result.lookahead

@@ -276,6 +276,10 @@ def _groups_text(groups: Sequence[Sequence[str]]) -> str:
 
 
 # -- the run ------------------------------------------------------------------------------------------
+#: the most epochs of the joint run when none are asked for (a config's epochs are a full training's)
+DEFAULT_EPOCHS = 5
+
+
 class _Measured:
     """The trainer's batch schedule, measuring every ``every``-th batch before it is yielded
     (so before the trainer steps on it)."""
@@ -354,27 +358,19 @@ def measure_affinity(
     progress: bool = True,
 ) -> AffinityResult:
     """Train ``config``'s model on all its tasks together (equal weights) for ``epochs`` (default:
-    the config's ``train.epochs``), measuring the lookahead affinity and gradient cosines every
-    ``every`` steps (default: about 20 measurements per epoch) and the easy/hard agreement at the
-    end; group the tasks for at most ``1 .. max_groups`` networks (disjoint groups unless
-    ``overlap``: see :mod:`polytask.analysis.grouping`) and advise one within ``budget``.
+    the config's ``train.epochs``, at most :data:`DEFAULT_EPOCHS`), measuring the lookahead
+    affinity and gradient cosines every ``every`` steps (default: about 20 measurements per epoch)
+    and the easy/hard agreement at the end; group the tasks for at most ``1 .. max_groups``
+    networks (disjoint groups unless ``overlap``: see :mod:`polytask.analysis.grouping`) and
+    advise one within ``budget``.
 
     ``config`` is a YAML path, a dict or a :class:`~polytask.config.Config`; ``unset`` are dotted
     keys removed first, ``overrides`` ``key=value`` strings applied then (as ``--unset`` and
     ``--set`` take them). The lookahead step uses the optimiser's current learning rate unless
     ``lookahead_lr`` is given. Nothing is written (see :meth:`AffinityResult.save`). ConfigError
     for a model that shares nothing, bad sizes, or more tasks than the grouping search takes."""
-    from polytask.api import seed_everything
-    from polytask.analysis.affinity import easy_hard_affinity
-    from polytask.analysis.grouping import MAX_TASKS
     from polytask.config import Config, config_from_dict, load_config
-    from polytask.data.preprocessor import Preprocessor
-    from polytask.data.sources import load_splits
     from polytask.errors import ConfigError
-    from polytask.models import create_model
-    from polytask.train.schedule import make_schedule
-    from polytask.train.trainer import Trainer
-    from polytask.weighting import create_weighting
 
     started = time.perf_counter()
     if isinstance(config, Config):
@@ -384,20 +380,43 @@ def measure_affinity(
     else:
         raw = dict(config)
     forced = [*(overrides or []), "weighting.name=equal"]
-    if epochs is not None:
-        if epochs < 1:
-            raise ConfigError(f"--epochs: must be at least 1, got {epochs}")
-        forced.append(f"train.epochs={int(epochs)}")
+    if epochs is not None and epochs < 1:
+        raise ConfigError(f"--epochs: must be at least 1, got {epochs}")
     raw.pop("weighting", None)  # all tasks together, equal weights: the weighting's own keys do not apply
     cfg = config_from_dict(raw, forced, [k for k in unset or [] if k.split(".")[0] != "weighting"])
+    # a short run: the config's epochs are those of a full training
+    epochs = epochs if epochs is not None else min(cfg.train.epochs, DEFAULT_EPOCHS)
+    cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"epochs": int(epochs)})})
     if every is not None and every < 1:
         raise ConfigError(f"--every: must be at least 1, got {every}")
     if max_groups is not None and max_groups < 1:
         raise ConfigError(f"--max-groups: must be at least 1, got {max_groups}")
     if budget is not None and budget < 1:
         raise ConfigError(f"--budget: one network costs 1, so the budget must be at least 1, got {budget:g}")
+    threads = torch.get_num_threads()
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
+    try:
+        return _measure(cfg, data_dir=data_dir, every=every, max_groups=max_groups, budget=budget, overlap=overlap,
+                        lookahead_lr=lookahead_lr, progress=progress, started=started)
+    finally:  # train.threads is this run's setting, not the calling process's
+        torch.set_num_threads(threads)
+
+
+def _measure(cfg: Any, *, data_dir: str | os.PathLike | None, every: int | None, max_groups: int | None,
+             budget: float | None, overlap: bool, lookahead_lr: float | None, progress: bool,
+             started: float) -> AffinityResult:
+    """:func:`measure_affinity` on a resolved config."""
+    from polytask.analysis.affinity import easy_hard_affinity
+    from polytask.analysis.grouping import MAX_TASKS
+    from polytask.api import seed_everything
+    from polytask.data.preprocessor import Preprocessor
+    from polytask.data.sources import load_splits
+    from polytask.errors import ConfigError
+    from polytask.models import create_model
+    from polytask.train.schedule import make_schedule
+    from polytask.train.trainer import Trainer
+    from polytask.weighting import create_weighting
 
     splits = load_splits(cfg.data, data_dir)
     pre = Preprocessor(splits.features, splits.tasks)

@@ -14,7 +14,7 @@ def COMMAND(  # noqa: N802 - the name polytask.cli looks for
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder to write affinity.json and affinity.md into.")],
     set_: Annotated[list[str], typer.Option("--set", help="Override a config key: --set model.name=shared_bottom.")] = [],  # noqa: B006
     unset: Annotated[list[str], typer.Option("--unset", help="Remove a config key or section before --set: --unset model --set model.name=shared_bottom.")] = [],  # noqa: B006
-    epochs: Annotated[Optional[int], typer.Option("--epochs", help="Epochs of the joint run (default: the config's train.epochs).")] = None,
+    epochs: Annotated[Optional[int], typer.Option("--epochs", help="Epochs of the joint run (default: the config's train.epochs, at most 5).")] = None,
     max_groups: Annotated[Optional[int], typer.Option("--max-groups", help="Show groupings into 1..K networks (default: one per task).")] = None,
     budget: Annotated[Optional[float], typer.Option("--budget", help="Most networks the advice may use (k networks cost k).")] = None,
     overlap: Annotated[bool, typer.Option("--overlap", help="TAG's selection: a task may also train, as an auxiliary, in networks that serve others.")] = False,
