@@ -3,8 +3,8 @@
 The simulator (:mod:`polytask.data.datasets.entire_space`) keeps every impression's true click and
 conversion probabilities and a conversion outcome drawn even when it was not clicked, so a CVR
 model can be scored over the *entire* impression space, which real logs cannot show:
-:func:`entire_space_metrics`. :func:`auc` is torchmetrics' ``binary_auroc`` (the AUC of
-:mod:`polytask.metrics`) on numpy, Arrow or torch inputs, NaN when only one class is present.
+:func:`entire_space_metrics`. :func:`auc` is the task kinds' AUC (:func:`polytask.tasks.scores.auroc`)
+on numpy, Arrow or torch inputs, NaN when only one class is present.
 """
 
 from __future__ import annotations
@@ -15,18 +15,15 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import torch
-from torchmetrics.functional.classification import binary_auroc
+
+from polytask.tasks.scores import auroc
 
 __all__ = ["auc", "entire_space_metrics"]
 
 
 def auc(scores: Any, labels: Any) -> float:
     """ROC AUC of ``scores`` against 0/1 ``labels`` (ties counted one half), NaN when only one
-    class is present; torchmetrics' ``binary_auroc``.
-
-    Scores outside [0, 1] are replaced by their dense ranks scaled into [0, 1] (same order, same
-    ties) rather than passed through the sigmoid torchmetrics would apply, which ties large scores.
-    """
+    class is present; :func:`polytask.tasks.scores.auroc`, the AUC of the task kinds."""
     s = _array(scores, "scores")
     y = _array(labels, "labels")
     if s.shape != y.shape:
@@ -36,11 +33,7 @@ def auc(scores: Any, labels: Any) -> float:
     n1 = int(y.sum())
     if n1 == 0 or n1 == len(y):
         return float("nan")
-    preds = torch.tensor(s)  # a copy: Arrow's arrays are read-only
-    if len(s) and (s.min() < 0.0 or s.max() > 1.0):
-        distinct, inverse = torch.unique(preds, return_inverse=True)
-        preds = inverse.double() / max(len(distinct) - 1, 1)
-    return float(binary_auroc(preds, torch.tensor(y, dtype=torch.long)))
+    return auroc(torch.tensor(s), torch.tensor(y))  # copies: Arrow's arrays are read-only
 
 
 def _ranks(x: np.ndarray) -> np.ndarray:

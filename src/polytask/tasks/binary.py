@@ -11,11 +11,11 @@ import pyarrow.compute as pc
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torchmetrics.functional.classification import binary_auroc
 
 from polytask.errors import DataError
 from polytask.registry import TASK_KINDS
 from polytask.tasks.base import Metric, TaskKind
+from polytask.tasks.scores import auroc
 from polytask.tasks.task import Task
 
 _TRUTH = {"0": 0.0, "1": 1.0, "false": 0.0, "true": 1.0, "0.0": 0.0, "1.0": 1.0}
@@ -23,9 +23,7 @@ _TRUTH = {"0": 0.0, "1": 1.0, "false": 0.0, "true": 1.0, "0.0": 0.0, "1.0": 1.0}
 
 def auc(output: Tensor, label: Tensor) -> float:
     """ROC AUC of logits ``output`` against 0/1 ``label`` (NaN when one class is absent)."""
-    if label.numel() == 0 or label.min() == label.max():
-        return float("nan")
-    return float(binary_auroc(torch.sigmoid(output.float()), label.long()))
+    return auroc(output.float(), label)
 
 
 def logloss(output: Tensor, label: Tensor) -> float:

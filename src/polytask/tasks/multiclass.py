@@ -10,11 +10,11 @@ import pyarrow.compute as pc
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torchmetrics.functional.classification import multiclass_accuracy, multiclass_f1_score
 
 from polytask.errors import DataError
 from polytask.registry import TASK_KINDS
 from polytask.tasks.base import Metric, TaskKind
+from polytask.tasks.scores import accuracy, macro_f1
 from polytask.tasks.task import Task
 
 
@@ -125,13 +125,10 @@ class Multiclass(Classes):
         return F.cross_entropy(output.float(), label.long(), reduction="none")
 
     def metrics(self) -> tuple[Metric, ...]:
-        def accuracy(o: Tensor, y: Tensor) -> float:
-            return float(multiclass_accuracy(o.float(), y.long(), num_classes=self.output_dim, average="micro"))
+        def f1(o: Tensor, y: Tensor) -> float:
+            return macro_f1(o, y, self.output_dim)
 
-        def macro_f1(o: Tensor, y: Tensor) -> float:
-            return float(multiclass_f1_score(o.float(), y.long(), num_classes=self.output_dim, average="macro"))
-
-        return (Metric("accuracy", True, accuracy), Metric("macro_f1", True, macro_f1))
+        return (Metric("accuracy", True, accuracy), Metric("macro_f1", True, f1))
 
     def predict(self, output: Tensor) -> Tensor:
         return torch.softmax(output.float(), dim=-1)

@@ -17,11 +17,11 @@ import pyarrow.compute as pc
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torchmetrics.functional.classification import binary_auroc
 
 from polytask.errors import ConfigError, DataError
 from polytask.registry import TASK_KINDS
 from polytask.tasks.base import Metric, TaskKind
+from polytask.tasks.scores import auroc
 from polytask.tasks.binary import binary_values
 from polytask.tasks.multiclass import class_ids
 from polytask.tasks.tagging import split_lists
@@ -39,7 +39,7 @@ def mean_auc(output: Tensor, label: Tensor) -> float:
         seen = ~torch.isnan(label[:, k])
         y = label[seen, k]
         if y.numel() and y.min() != y.max():
-            aucs.append(float(binary_auroc(torch.sigmoid(output[seen, k].float()), y.long())))
+            aucs.append(auroc(output[seen, k].float(), y))
     return float(np.mean(aucs)) if aucs else float("nan")
 
 
