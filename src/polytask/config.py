@@ -80,6 +80,7 @@ class FeatureOptions(_Strict):
     char_ngrams: list[Annotated[int, Field(ge=1)]] | None = None
     max_ngrams: int = Field(16, ge=1)
     vocabulary: str | None = None
+    hash_buckets: int | None = Field(None, ge=1)
     # image features only (FeatureSpec refuses them on another type)
     size: list[Annotated[int, Field(ge=1)]] | Annotated[int, Field(ge=1)] | None = None
     channels: int = 3

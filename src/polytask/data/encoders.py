@@ -217,20 +217,49 @@ class _VocabularyEncoder:
 
 
 class CategoricalEncoder(_VocabularyEncoder):
-    """Vocabulary of the training values; id 0 is OOV (unseen, rare or missing), known values 1..K."""
+    """Vocabulary of the training values; id 0 is OOV (unseen, rare or missing), known values 1..K.
+    With ``hash_buckets: B`` there is no vocabulary: a value's id is ``1 + hash(value) mod B``
+    (:func:`hash_ids`), the same for values seen in training and values never seen."""
 
     first_id, unknown_id = 1, OOV
 
     def fit(self, col, source: str) -> CategoricalEncoder:
-        self._fit_values(col)
+        if self.spec.hash_buckets is None:
+            self._fit_values(col)
         return self
 
     @property
     def cardinality(self) -> int:
+        if self.spec.hash_buckets is not None:
+            return self.spec.hash_buckets + 1
         return len(self.vocab) + 1
 
     def transform(self, col, source: str) -> np.ndarray:
+        if self.spec.hash_buckets is not None:
+            return hash_ids(col, self.spec.hash_buckets)
         return self._ids(col)
+
+
+def hash_ids(col, buckets: int) -> np.ndarray:
+    """``1 + h(value) mod buckets`` per row, 0 for a missing or empty value. ``h`` is the first 8
+    bytes of BLAKE2b over the value's text (an integer 3 and the string "3" hash alike, as the
+    vocabulary treats them): stable across processes and machines, unlike Python's ``hash``.
+    Each distinct value is hashed once."""
+    import hashlib
+
+    text = to_strings(col)
+    if isinstance(text, pa.ChunkedArray):
+        text = text.combine_chunks()
+    encoded = pc.dictionary_encode(text)
+    words = encoded.dictionary.to_pylist()
+    per_word = np.array([0 if w in (None, "") else
+                         1 + int.from_bytes(hashlib.blake2b(w.encode(), digest_size=8).digest(), "little") % buckets
+                         for w in words], dtype=np.int64)
+    indices = encoded.indices
+    if not len(per_word):
+        return np.zeros(len(text), dtype=np.int64)
+    valid = indices.is_valid().to_numpy(zero_copy_only=False)
+    return np.where(valid, per_word[pc.fill_null(indices, 0).to_numpy(zero_copy_only=False)], 0)
 
 
 def char_ngrams(word: str, sizes: list[int], limit: int) -> list[str]:

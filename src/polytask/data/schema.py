@@ -45,6 +45,10 @@ class FeatureSpec:
             on train like the word vocabulary (``min_count`` applies).
         max_ngrams: n-grams kept per token (those touching a word boundary first, then the
             rest in order): the width of the ``ngrams:<name>`` tensor.
+        hash_buckets: categorical: no vocabulary; every value (seen in training or not) maps to
+            one of this many ids by a stable hash of its text (the hashing trick, Weinberger et al.,
+            ICML 2009), for ids too many to list (user or item ids); colliding values share an
+            embedding. Missing values keep the OOV id 0.
         vocabulary: sequence: share the vocabulary (and n-grams) of this other sequence feature,
             fitted on both columns' training values, so the same word has the same id in both
             (the second sentence of a sentence pair).
@@ -74,6 +78,7 @@ class FeatureSpec:
     char_ngrams: list[int] | None = None
     max_ngrams: int = 16
     vocabulary: str | None = None
+    hash_buckets: int | None = None
     size: list[int] | None = None
     channels: int = 3
     root: str | None = None
@@ -108,6 +113,13 @@ class FeatureSpec:
             raise ConfigError(f"feature {self.name!r}: char_ngrams and vocabulary apply to sequence features only")
         if self.char_ngrams is not None and (not self.char_ngrams or min(self.char_ngrams) < 1):
             raise ConfigError(f"feature {self.name!r}: char_ngrams must list n-gram lengths >= 1, got {self.char_ngrams}")
+        if self.hash_buckets is not None:
+            if self.type != "categorical":
+                raise ConfigError(f"feature {self.name!r}: hash_buckets applies to categorical features only")
+            if isinstance(self.hash_buckets, bool) or not isinstance(self.hash_buckets, int) or self.hash_buckets < 1:
+                raise ConfigError(f"feature {self.name!r}: hash_buckets must be an integer >= 1, got {self.hash_buckets!r}")
+            if self.min_count != 1:
+                raise ConfigError(f"feature {self.name!r}: min_count needs a vocabulary; hash_buckets has none (drop one)")
         if self.max_ngrams < 1:
             raise ConfigError(f"feature {self.name!r}: max_ngrams must be >= 1, got {self.max_ngrams}")
 
@@ -138,7 +150,7 @@ class FeatureSpec:
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
-        defaults = {"char_ngrams": None, "max_ngrams": 16, "vocabulary": None, **IMAGE_OPTIONS}
+        defaults = {"char_ngrams": None, "max_ngrams": 16, "vocabulary": None, "hash_buckets": None, **IMAGE_OPTIONS}
         for key, default in defaults.items():
             if out[key] == default:  # specs saved before these options existed compare equal
                 del out[key]
