@@ -81,6 +81,7 @@ class FeatureOptions(_Strict):
     max_ngrams: int = Field(16, ge=1)
     vocabulary: str | None = None
     hash_buckets: int | None = Field(None, ge=1)
+    pooling: Literal["mean", "sum", "max"] = "mean"
     # image features only (FeatureSpec refuses them on another type)
     size: list[Annotated[int, Field(ge=1)]] | Annotated[int, Field(ge=1)] | None = None
     channels: int = 3

@@ -264,6 +264,8 @@ class Preprocessor:
                 spec.categorical_names.append(f.name)
             elif f.type == "sequence":
                 spec.sequences[f.name] = enc.vocab_size
+                if f.pooling != "mean":
+                    spec.pooling[f.name] = f.pooling
                 spec.vocabularies[f.name] = enc.vocab
                 if f.char_ngrams:
                     spec.ngrams[f.name] = enc.ngram_vocab_size

@@ -45,6 +45,9 @@ class FeatureSpec:
             on train like the word vocabulary (``min_count`` applies).
         max_ngrams: n-grams kept per token (those touching a word boundary first, then the
             rest in order): the width of the ``ngrams:<name>`` tensor.
+        pooling: sequence, in the ``tabular`` encoder: how a row's item embeddings become one
+            vector: ``mean`` (default), ``sum`` (keeps how long the history is) or ``max`` (per
+            dimension); padding is left out, an empty sequence gives zeros.
         hash_buckets: categorical: no vocabulary; every value (seen in training or not) maps to
             one of this many ids by a stable hash of its text (the hashing trick, Weinberger et al.,
             ICML 2009), for ids too many to list (user or item ids); colliding values share an
@@ -79,6 +82,7 @@ class FeatureSpec:
     max_ngrams: int = 16
     vocabulary: str | None = None
     hash_buckets: int | None = None
+    pooling: Literal["mean", "sum", "max"] = "mean"
     size: list[int] | None = None
     channels: int = 3
     root: str | None = None
@@ -113,6 +117,10 @@ class FeatureSpec:
             raise ConfigError(f"feature {self.name!r}: char_ngrams and vocabulary apply to sequence features only")
         if self.char_ngrams is not None and (not self.char_ngrams or min(self.char_ngrams) < 1):
             raise ConfigError(f"feature {self.name!r}: char_ngrams must list n-gram lengths >= 1, got {self.char_ngrams}")
+        if self.pooling != "mean" and self.type != "sequence":
+            raise ConfigError(f"feature {self.name!r}: pooling applies to sequence features only")
+        if self.pooling not in ("mean", "sum", "max"):
+            raise ConfigError(f"feature {self.name!r}: pooling must be mean, sum or max, got {self.pooling!r}")
         if self.hash_buckets is not None:
             if self.type != "categorical":
                 raise ConfigError(f"feature {self.name!r}: hash_buckets applies to categorical features only")
@@ -150,7 +158,8 @@ class FeatureSpec:
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
-        defaults = {"char_ngrams": None, "max_ngrams": 16, "vocabulary": None, "hash_buckets": None, **IMAGE_OPTIONS}
+        defaults = {"char_ngrams": None, "max_ngrams": 16, "vocabulary": None, "hash_buckets": None, "pooling": "mean",
+                    **IMAGE_OPTIONS}
         for key, default in defaults.items():
             if out[key] == default:  # specs saved before these options existed compare equal
                 del out[key]
@@ -190,13 +199,16 @@ class InputSpec:
     #: "crop": int}``, what :class:`polytask.nn.image_input.ImageInputs` (built by every model)
     #: needs to turn the pixels into normalised, augmented float input
     images: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: sequence features pooled other than by their mean (``pooling``): name -> ``sum`` or ``max``
+    pooling: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out.pop("vocabularies")
         out.pop("restored")
-        if not out["images"]:  # a run without images saves what it saved before images existed
-            del out["images"]
+        for key in ("images", "pooling"):  # a run without them saves what it saved before they existed
+            if not out[key]:
+                del out[key]
         return out
 
     @classmethod

@@ -18,8 +18,9 @@ from polytask.registry import ENCODERS
 
 @ENCODERS.register("tabular")
 class TabularInput(InputEncoder):
-    """Numeric values, categorical embeddings, mean-pooled sequence embeddings and flattened dense
-    features, concatenated into ``[B, out_dim]``.
+    """Numeric values, categorical embeddings, pooled sequence embeddings (each feature's
+    ``pooling``: mean, sum or max over its items, padding left out) and flattened dense features,
+    concatenated into ``[B, out_dim]``.
 
     Args:
         spec: what the preprocessor produced (see :class:`~polytask.data.schema.InputSpec`).
@@ -55,12 +56,24 @@ class TabularInput(InputEncoder):
         for name, key in self._sequence_keys.items():
             emb = self.sequences[key]
             ids = features[f"seq:{name}"]
-            present = (ids > 0).unsqueeze(-1).to(emb.weight.dtype)
-            parts.append((emb(ids) * present).sum(1) / present.sum(1).clamp_min(1.0))
+            parts.append(pool(emb(ids), ids > 0, self.spec.pooling.get(name, "mean")))
         for name in self.spec.dense:
             x = features[f"dense:{name}"]
             parts.append(x.reshape(x.shape[0], -1))
         return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
+
+
+def pool(items: Tensor, present: Tensor, how: str) -> Tensor:
+    """``[B, L, D]`` item embeddings -> ``[B, D]`` over the positions where ``present`` ``[B, L]``
+    is True: their ``mean``, ``sum`` or per-dimension ``max``; a row with no item gives zeros."""
+    mask = present.unsqueeze(-1)
+    if how == "max":
+        filled = items.masked_fill(~mask, float("-inf")).amax(1)
+        return torch.where(present.any(1, keepdim=True), filled, torch.zeros_like(filled))
+    total = (items * mask.to(items.dtype)).sum(1)
+    if how == "sum":
+        return total
+    return total / mask.sum(1).clamp_min(1).to(items.dtype)
 
 
 def rest_input(spec: InputSpec, embedding_dim: int) -> TabularInput | None:
