@@ -16,7 +16,7 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from polytask.tasks.scores import auroc
+from polytask.tasks.scores import auroc, average_ranks
 
 __all__ = ["auc", "entire_space_metrics"]
 
@@ -38,17 +38,7 @@ def auc(scores: Any, labels: Any) -> float:
 
 def _ranks(x: np.ndarray) -> np.ndarray:
     """1-based ranks, ties sharing their average rank (float64: exact at any table size)."""
-    order = np.argsort(x, kind="mergesort")
-    xs = x[order]
-    distinct = np.empty(len(xs), dtype=bool)
-    distinct[:1] = True
-    distinct[1:] = xs[1:] != xs[:-1]
-    group = np.cumsum(distinct) - 1
-    starts = np.flatnonzero(distinct)
-    ends = np.append(starts[1:], len(xs))
-    ranks = np.empty(len(xs), dtype=np.float64)
-    ranks[order] = ((starts + 1 + ends) / 2.0)[group]
-    return ranks
+    return average_ranks(torch.tensor(x, dtype=torch.float64)).numpy()  # a copy: Arrow arrays are read-only
 
 
 def _array(x: Any, name: str) -> np.ndarray:

@@ -20,6 +20,7 @@ from torch import Tensor
 
 from polytask.errors import DataError
 from polytask.registry import TASK_KINDS
+from polytask.tasks import scores
 from polytask.tasks.base import Metric, TaskKind
 from polytask.tasks.task import Task
 
@@ -36,14 +37,7 @@ def pearson(x: np.ndarray | Tensor, y: np.ndarray | Tensor) -> float:
 
 def average_ranks(x: np.ndarray) -> np.ndarray:
     """1-based ranks, ties given the mean of the ranks they span (as ``scipy.stats.rankdata``)."""
-    order = np.argsort(x, kind="stable")
-    sorted_x = x[order]
-    starts = np.flatnonzero(np.concatenate([[True], sorted_x[1:] != sorted_x[:-1]]))
-    ends = np.concatenate([starts[1:], [len(x)]])
-    mean_rank = (starts + ends + 1) / 2.0  # mean of starts+1 .. ends
-    ranks = np.empty(len(x), dtype=np.float64)
-    ranks[order] = np.repeat(mean_rank, ends - starts)
-    return ranks
+    return scores.average_ranks(torch.tensor(x, dtype=torch.float64)).numpy()
 
 
 def spearman(x: np.ndarray | Tensor, y: np.ndarray | Tensor) -> float:
