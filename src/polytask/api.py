@@ -31,7 +31,8 @@ from polytask.errors import ConfigError, DataError
 from polytask.fileio import atomic_write_text, check_not_locked, json_dumps
 from polytask.models import create_model
 from polytask.run import CONFIG, DATA, ENCODERS, LOG, RESUME, Run, check_output, writing_run
-from polytask.train.trainer import RESUME_FORMAT, Trainer, _jsonable
+from polytask.train.loggers.jsonl import jsonable
+from polytask.train.trainer import RESUME_FORMAT, Trainer
 from polytask.weighting import create_weighting
 
 
@@ -305,7 +306,7 @@ def _train_run(
             "rows": {"train": len(train_t), "validation": len(val_t) if val_t else 0,
                      "test": len(test_t) if test_t else 0}}, indent=1))
         if state is not None:  # one log line per epoch: drop those of an epoch the stopped run did not save
-            atomic_write_text(work_dir / LOG, "".join(json.dumps(r, default=_jsonable) + "\n"
+            atomic_write_text(work_dir / LOG, "".join(json.dumps(r, default=jsonable) + "\n"
                                                       for r in state["history"]))
         _fit(run, trainer, cfg, train_t, val_t, test_t, transfer)
         run.save_checkpoint(work_dir, trainer.best_epoch)

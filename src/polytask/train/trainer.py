@@ -38,7 +38,6 @@ from polytask.tasks import Task
 from polytask.train import distributed
 from polytask.train.evaluation import evaluate_table, per_example_losses, predict_raw
 from polytask.train.loggers import Logger, check_loggers, create_loggers
-from polytask.train.loggers.jsonl import jsonable
 from polytask.train.optim import create_optimizer, create_scheduler, parameter_groups
 from polytask.train.progress import ProgressBar
 from polytask.train.schedule import Schedule, make_schedule
@@ -705,9 +704,6 @@ class Trainer:
     def _log(self, record: dict[str, Any]) -> None:
         for logger in self._loggers:
             logger.log(record)
-
-
-_jsonable = jsonable  # older imports
 
 
 _PLAIN = (bool, int, float, str, type(None))
