@@ -204,9 +204,22 @@ def list_(
     """List registered models, weightings, datasets, input encoders, column families, loggers and task kinds."""
     from rich.table import Table
 
+    console = _console()
+    if not verbose:  # names and descriptions from the saved catalog: no torch import (polytask/catalog.py)
+        from polytask import catalog
+
+        for title, entries in catalog.load().items():
+            table = Table(title=title, title_justify="left", caption=None if entries else "(none registered)")
+            table.add_column("name", style="bold")
+            if "metrics" in (entries[0] if entries else {}):
+                table.add_column("metrics")
+            table.add_column("description")
+            for e in entries:
+                table.add_row(e["name"], *([", ".join(e["metrics"])] if "metrics" in e else []), e["description"])
+            console.print(table)
+        return
     from polytask.registry import COLUMNS, DATASETS, ENCODERS, LOGGERS, MODELS, TASK_KINDS, WEIGHTINGS
 
-    console = _console()
     registries = (("models", MODELS, ("input_spec", "tasks")), ("weightings", WEIGHTINGS, ("tasks",)),
                   ("datasets", DATASETS, ("data_dir",)), ("encoders (model.encoder)", ENCODERS, ("spec", "embedding_dim")),
                   ("column families (model.columns)", COLUMNS, _column_common()),
@@ -215,25 +228,17 @@ def list_(
         table = Table(title=title, title_justify="left", caption=None if reg.names() else "(none registered)")
         table.add_column("name", style="bold")
         table.add_column("description")
-        if verbose:
-            table.add_column("hyperparameters (default)")
+        table.add_column("hyperparameters (default)")
         for name in reg.names():
-            row = [name, reg.describe(name)]
-            if verbose:
-                row.append(_hyperparameters(reg.get(name), skip))
-            table.add_row(*row)
+            table.add_row(name, reg.describe(name), _hyperparameters(reg.get(name), skip))
         console.print(table)
     table = Table(title="task kinds", title_justify="left")
     table.add_column("name", style="bold")
     table.add_column("metrics")
     table.add_column("description")
-    if verbose:
-        table.add_column("options (default)")
+    table.add_column("options (default)")
     for name, kind in TASK_KINDS.items():
-        row = [name, ", ".join(kind.example().metric_names()), TASK_KINDS.describe(name)]
-        if verbose:
-            row.append(_hyperparameters(kind, ()))
-        table.add_row(*row)
+        table.add_row(name, ", ".join(kind.example().metric_names()), TASK_KINDS.describe(name), _hyperparameters(kind, ()))
     console.print(table)
 
 
