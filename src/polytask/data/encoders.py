@@ -15,6 +15,7 @@ import pyarrow.compute as pc
 
 from polytask.data.images import ImageEncoder
 from polytask.data.schema import FeatureSpec
+from polytask.data.stream_moments import Moments
 from polytask.errors import DataError
 
 OOV = 0  # categorical: id of unknown / missing values
@@ -105,18 +106,36 @@ class NumericEncoder:
         return x
 
     def fit(self, col, source: str) -> NumericEncoder:
+        """Fit on a whole training column: one :meth:`partial_fit`, then :meth:`finish`."""
+        self._moments = None
+        return self.partial_fit(col, source).finish(source)
+
+    def partial_fit(self, col, source: str) -> NumericEncoder:
+        """Add one chunk of the training column (a row group of a streamed training set) to the
+        running moments; :meth:`finish` turns them into the scaling."""
         x = self._prepare(col, source)
-        seen = x[~np.isnan(x)]
-        if seen.size == 0:
+        missing = np.isnan(x)
+        if getattr(self, "_moments", None) is None:
+            self._moments, self._missing = Moments(), False
+        self._moments.add(x[~missing])
+        self._missing = self._missing or bool(missing.any())
+        return self
+
+    def finish(self, source: str) -> NumericEncoder:
+        """Set center, scale, fill and the missing indicator from the chunks seen."""
+        m = getattr(self, "_moments", None)
+        if m is None or m.count == 0:
             raise DataError(f"{source}: numeric column {self.spec.name!r} has no values")
+        mean = float(m.mean)
         if self.spec.scale == "standard":
-            self.center, self.scale = float(seen.mean()), float(seen.std()) or 1.0
+            self.center, self.scale = mean, float(m.std) or 1.0
         elif self.spec.scale == "minmax":
-            self.center, self.scale = float(seen.min()), float(seen.max() - seen.min()) or 1.0
-        self.fill = float(seen.mean())
+            self.center, self.scale = float(m.min), float(m.max - m.min) or 1.0
+        self.fill = mean
         if not np.isfinite([self.center, self.scale, self.fill]).all():
             raise DataError(f"{source}: numeric column {self.spec.name!r} holds values too large to scale (try log1p: true)")
-        self.indicator = bool(np.isnan(x).any())
+        self.indicator = self._missing
+        self._moments = None
         return self
 
     @property
@@ -154,14 +173,41 @@ class _VocabularyEncoder:
         self._lookup: dict[str, pa.Array] = {}
 
     def _fit_values(self, values) -> None:
+        """The vocabulary of ``values`` alone: one :meth:`_count_values`, then :meth:`_finish_values`."""
+        self._counts = None
+        self._count_values(values)
+        self._finish_values()
+
+    def _count_values(self, values) -> None:
+        """Add the value counts of one chunk (a streamed row group) to the running counts, kept
+        as Arrow tables (value text, count) and merged every few chunks by a group-by sum, so a
+        vocabulary of millions of values costs no Python loop per chunk."""
         # integer columns are counted as integers (no per-row string conversion); the vocabulary
         # is kept as strings either way, so CSV "3" and Parquet 3 map to the same id
         counts = pc.value_counts(values if pa.types.is_integer(values.type) else to_strings(values))
-        pairs = zip(counts.field("values").to_pylist(), counts.field("counts").to_pylist())
-        kept = [(str(v), c) for v, c in pairs if v not in (None, "") and c >= self.spec.min_count]
-        kept.sort(key=lambda vc: (-vc[1], vc[0]))  # most frequent first: stable ids, readable files
-        self.vocab = [v for v, _ in kept]
+        text = counts.field("values")
+        if not pa.types.is_string(text.type):
+            text = pc.cast(text, pa.string())
+        parts = getattr(self, "_counts", None)
+        if parts is None:
+            parts = self._counts = []
+        parts.append(pa.table({"value": text, "count": pc.cast(counts.field("counts"), pa.int64())}))
+        if len(parts) >= 16:
+            self._counts = [_merge_counts(parts)]
+
+    def _finish_values(self) -> pa.Table:
+        """The vocabulary from the counts so far (values seen ``min_count`` times or more, most
+        frequent first, ties by value: stable ids, readable files); returns every value's count."""
+        parts = getattr(self, "_counts", None) or [pa.table({"value": pa.array([], pa.string()),
+                                                             "count": pa.array([], pa.int64())})]
+        counts = _merge_counts(parts)
+        counts = counts.filter(pc.and_(pc.is_valid(counts["value"]), pc.not_equal(counts["value"], "")))
+        kept = counts.filter(pc.greater_equal(counts["count"], self.spec.min_count))
+        order = pc.sort_indices(kept, sort_keys=[("count", "descending"), ("value", "ascending")])
+        self.vocab = kept["value"].take(order).to_pylist()
         self._lookup = {}
+        self._counts = None
+        return counts
 
     def _value_set(self, integer: bool) -> pa.Array | None:
         """The vocabulary as an Arrow array to look values up in: int64 for an integer column when
@@ -216,6 +262,14 @@ class _VocabularyEncoder:
         return self
 
 
+def _merge_counts(parts: list[pa.Table]) -> pa.Table:
+    """One (value, count) table from several, counts of the same value summed."""
+    if len(parts) == 1:
+        return parts[0]
+    merged = pa.concat_tables(parts).group_by("value").aggregate([("count", "sum")])
+    return pa.table({"value": merged["value"], "count": merged["count_sum"]})
+
+
 class CategoricalEncoder(_VocabularyEncoder):
     """Vocabulary of the training values; id 0 is OOV (unseen, rare or missing), known values 1..K.
     With ``hash_buckets: B`` there is no vocabulary: a value's id is ``1 + hash(value) mod B``
@@ -224,8 +278,19 @@ class CategoricalEncoder(_VocabularyEncoder):
     first_id, unknown_id = 1, OOV
 
     def fit(self, col, source: str) -> CategoricalEncoder:
+        """Fit on a whole training column: one :meth:`partial_fit`, then :meth:`finish`."""
+        self._counts = None
+        return self.partial_fit(col, source).finish(source)
+
+    def partial_fit(self, col, source: str) -> CategoricalEncoder:
+        """Add one chunk's value counts (a streamed row group); :meth:`finish` keeps the vocabulary."""
         if self.spec.hash_buckets is None:
-            self._fit_values(col)
+            self._count_values(col)
+        return self
+
+    def finish(self, source: str) -> CategoricalEncoder:
+        if self.spec.hash_buckets is None:
+            self._finish_values()
         return self
 
     @property
@@ -310,22 +375,29 @@ class SequenceEncoder(_VocabularyEncoder):
         return pc.fill_null(col, pa.scalar([], col.type))
 
     def fit(self, col, source: str, *others) -> SequenceEncoder:
-        """Fit on ``col`` (and ``others``: the columns of features sharing this vocabulary)."""
-        items = [pc.list_flatten(self._lists(c, source)) for c in (col, *others)]
-        items = [to_strings(i) if len(items) > 1 and not _is_string(i.type) else i for i in items]
-        values = pa.chunked_array(items).combine_chunks() if len(items) > 1 else items[0]
-        self._fit_values(values)
-        if self.spec.char_ngrams:
-            self._fit_ngrams(values)
+        """Fit on ``col`` (and ``others``: the columns of features sharing this vocabulary): one
+        :meth:`partial_fit`, then :meth:`finish`."""
+        self._counts = None
+        return self.partial_fit(col, source, *others).finish(source)
+
+    def partial_fit(self, col, source: str, *others) -> SequenceEncoder:
+        """Add the item counts of one chunk of ``col`` (and ``others``) to the running counts."""
+        for c in (col, *others):
+            self._count_values(pc.list_flatten(self._lists(c, source)))
         return self
 
-    def _fit_ngrams(self, values) -> None:
-        counts = pc.value_counts(to_strings(values))
+    def finish(self, source: str) -> SequenceEncoder:
+        """The vocabulary (and character n-grams) from the counts seen."""
+        counts = self._finish_values()
+        if self.spec.char_ngrams:
+            self._fit_ngrams(counts)
+        return self
+
+    def _fit_ngrams(self, counts: pa.Table) -> None:
+        """n-gram vocabulary from every training word's count (rare words' n-grams count too)."""
         total: dict[str, int] = {}
         sizes, limit = list(self.spec.char_ngrams or []), self.spec.max_ngrams
-        for word, c in zip(counts.field("values").to_pylist(), counts.field("counts").to_pylist()):
-            if word in (None, ""):
-                continue
+        for word, c in zip(counts["value"].to_pylist(), counts["count"].to_pylist()):
             for g in char_ngrams(word, sizes, limit):
                 total[g] = total.get(g, 0) + c
         kept = sorted(((g, c) for g, c in total.items() if c >= self.spec.min_count), key=lambda gc: (-gc[1], gc[0]))
@@ -432,37 +504,42 @@ class DenseEncoder:
         return flat.reshape(rows, size)
 
     def fit(self, col, source: str) -> DenseEncoder:
+        """Fit on a whole training column: one :meth:`partial_fit`, then :meth:`finish`."""
+        self._moments = None
+        return self.partial_fit(col, source).finish(source)
+
+    def partial_fit(self, col, source: str) -> DenseEncoder:
+        """Add one chunk's per-element moments (float64, 8192 rows at a time) to the running ones."""
         if not self.shape:
             first = col[0].as_py()
             self.shape = list(np.asarray(first, dtype=np.float32).shape)
-        x = self._flat(col, source)  # float32; sums accumulate in float64, a chunk of rows at a time
+        x = self._flat(col, source)
+        if getattr(self, "_moments", None) is None:
+            self._moments = Moments((x.shape[1],))
         nan = np.isnan(x)
         has_nan = bool(nan.any())
-        count = (~nan).sum(0) if has_nan else np.full(x.shape[1], x.shape[0])
-        if (count == 0).any():
-            raise DataError(f"{source}: dense column {self.spec.name!r} has no values at element {int(np.argmin(count))}")
-        chunks = range(0, x.shape[0], 8192)
+        for a in range(0, x.shape[0], 8192):
+            self._moments.add(x[a : a + 8192], nan[a : a + 8192] if has_nan else None)
+        return self
 
-        def part(a: int) -> np.ndarray:
-            c = x[a : a + 8192]
-            return np.where(nan[a : a + 8192], 0.0, c) if has_nan else c
-
-        mean = sum(part(a).sum(0, dtype=np.float64) for a in chunks) / count
+    def finish(self, source: str) -> DenseEncoder:
+        """Set the fill, the scaling mode and its per-element center and scale."""
+        m = self._moments
+        self._moments = None
+        if (m.count == 0).any():
+            raise DataError(f"{source}: dense column {self.spec.name!r} has no values at element {int(np.argmin(m.count))}")
+        mean = m.mean
         self.fill = mean.astype(np.float32)
         self.mode = self.spec.scale or ("standard" if len(self.shape) == 1 else "none")
         self.spec.scale = self.mode  # the resolved default is saved with the spec
         if self.mode == "standard":
-            sq = sum(
-                (np.where(nan[a : a + 8192], 0.0, part(a) - mean) if has_nan else part(a) - mean).__pow__(2).sum(0)
-                for a in chunks
-            )
-            std = np.sqrt(sq / count)
+            std = m.std
             self.center, self.scale = mean, np.where(std > 0, std, 1.0)
         elif self.mode == "minmax":
-            lo, hi = np.nanmin(x, 0).astype(np.float64), np.nanmax(x, 0).astype(np.float64)
+            lo, hi = m.min, m.max
             self.center, self.scale = lo, np.where(hi > lo, hi - lo, 1.0)
         else:
-            self.center, self.scale = np.zeros(x.shape[1]), np.ones(x.shape[1])  # kept out of state
+            self.center, self.scale = np.zeros(len(mean)), np.ones(len(mean))  # kept out of state
         if not (np.isfinite(self.center).all() and np.isfinite(self.scale).all()):
             raise DataError(f"{source}: dense column {self.spec.name!r} holds values too large to scale")
         self.center, self.scale = self.center.astype(np.float32), self.scale.astype(np.float32)

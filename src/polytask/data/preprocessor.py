@@ -160,14 +160,48 @@ class Preprocessor:
                 self.encoders[f.name].fit(table.column(f.name), source, *others)
                 for g in self.sharing[f.name]:
                     self.encoders[g].load(self.encoders[f.name].state())
-            parts = {}
-            for t in self.tasks:
-                enc = self.label_encoders[t.name]
-                enc.fit(table, source)
-                parts[t.name] = enc.encode_parts(table, source)
-                self._check_trainable(t, *parts[t.name][:3], source)
+            parts = self.fit_labels(table, source)
         self._train_labels = (table, source, parts)  # transform(train) reuses them
         self.fitted = True
+        return self
+
+    def fit_labels(self, table: pa.Table, source: str) -> dict[str, tuple]:
+        """Fit each task's label state (classes, target scaling) on ``table`` (the training rows'
+        task columns) and refuse a task that can never train; returns the encoded label parts."""
+        parts = {}
+        for t in self.tasks:
+            enc = self.label_encoders[t.name]
+            enc.fit(table, source)
+            parts[t.name] = enc.encode_parts(table, source)
+            self._check_trainable(t, *parts[t.name][:3], source)
+        return parts
+
+    # -- streaming fit (training sets larger than memory, see polytask.data.streaming) -----------
+    def partial_fit(self, table: pa.Table, source: str) -> Preprocessor:
+        """Add one chunk of training rows (a row group) to every feature encoder's running state
+        (value counts, float64 moments); :meth:`finish` fixes the encoders. Each encoder's
+        ``fit`` is one ``partial_fit`` then ``finish``, so a streamed fit over row groups gives
+        the state the in-memory fit of the whole table gives. Image features are refused."""
+        self.check_columns(table, source, with_labels=False)
+        with rows_of_file(table):
+            for f in self.features:
+                if f.vocabulary is not None:
+                    continue  # fitted with the feature whose vocabulary it shares
+                if f.type == "image":
+                    raise DataError(f"{source}: image feature {f.name!r} cannot be fitted in a streaming pass; "
+                                    "train on a single file (read whole) instead")
+                others = [table.column(g) for g in self.sharing[f.name]]
+                self.encoders[f.name].partial_fit(table.column(f.name), source, *others)
+        return self
+
+    def finish(self, source: str) -> Preprocessor:
+        """Fix the feature encoders from the chunks :meth:`partial_fit` saw (labels: :meth:`fit_labels`)."""
+        for f in self.features:
+            if f.vocabulary is not None:
+                continue
+            self.encoders[f.name].finish(source)
+            for g in self.sharing[f.name]:
+                self.encoders[g].load(self.encoders[f.name].state())
         return self
 
     @staticmethod
