@@ -61,3 +61,12 @@ class BatchLoader:
         else:
             for start in range(0, stop, b):
                 yield self.table.slice(start, min(start + b, n))
+
+
+def in_order(table, batch_size: int):
+    """Every row of a split once, in order, ``batch_size`` rows at a time: a
+    :class:`~polytask.data.table.TensorTable`'s contiguous slices, or what a split that reads its
+    rows itself hands out (a streamed split's :meth:`in_order`,
+    :class:`~polytask.data.stream_split.StreamedSplit`). Evaluation and prediction go through it."""
+    own = getattr(table, "in_order", None)
+    return own(batch_size) if own is not None else BatchLoader(table, batch_size)

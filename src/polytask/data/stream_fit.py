@@ -19,11 +19,10 @@ from polytask.data.stream_files import ParquetFiles
 
 
 def task_column_names(pre: Preprocessor) -> list[str]:
-    """The columns the tasks read that are not features (labels, weights, ``where``), in order."""
+    """Every column the tasks read (labels, weights, ``where`` columns, features among them), in order."""
     from polytask.data.sources import task_columns
 
-    features = {f.name for f in pre.features}
-    return [c for c in task_columns(pre.tasks) if c not in features]
+    return list(task_columns(pre.tasks))
 
 
 def fit_streaming(pre: Preprocessor, files: ParquetFiles, read_rows: int = 65536) -> Preprocessor:
@@ -33,17 +32,9 @@ def fit_streaming(pre: Preprocessor, files: ParquetFiles, read_rows: int = 65536
     for unit, chunk in files.chunks(files.units, features, read_rows):
         pre.partial_fit(chunk, files.source(unit))
     pre.finish(files.path)
-    columns = list(dict.fromkeys(task_column_names(pre) + _where_features(pre)))
-    labels = pa.concat_tables([files.read(u, columns).replace_schema_metadata(None) for u in files.units],
+    labels = pa.concat_tables([files.read(u, task_column_names(pre)).replace_schema_metadata(None) for u in files.units],
                               promote_options="permissive")
     pre.fit_labels(labels, files.path)
     pre.fitted = True
     return pre
 
-
-def _where_features(pre: Preprocessor) -> list[str]:
-    """Feature columns a task's ``where`` condition reads (label fitting needs them too)."""
-    from polytask.data.conditions import parse_condition
-
-    features = {f.name for f in pre.features}
-    return [c for t in pre.tasks if t.where for c, _, _ in parse_condition(t.where) if c in features]

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from polytask.data.loader import BatchLoader
+from polytask.data.loader import in_order
 from polytask.data.table import TensorTable
 from polytask.metrics import compute_metrics
 from polytask.tasks import Task
@@ -29,7 +29,7 @@ def predict_raw(
     device = torch.device(device)
     chunks: dict[str, list[Tensor]] = {name: [] for name in task_names}
     report = batch_reporter()  # a progress bar around this call (polytask evaluate / predict)
-    loader = BatchLoader(table, batch_size)
+    loader = in_order(table, batch_size)  # a streamed split reads its own rows
     for i, batch in enumerate(loader):
         if device.type != "cpu":
             batch = batch.to(device)
