@@ -81,7 +81,10 @@ class FeatureOptions(_Strict):
     max_ngrams: int = Field(16, ge=1)
     vocabulary: str | None = None
     hash_buckets: int | None = Field(None, ge=1)
-    pooling: Literal["mean", "sum", "max"] = "mean"
+    pooling: Literal["mean", "sum", "max", "attention"] = "mean"
+    target: str | None = None
+    embedding_dim: int | None = Field(None, ge=1)
+    shared_with: str | None = None
     # image features only (FeatureSpec refuses them on another type)
     size: list[Annotated[int, Field(ge=1)]] | Annotated[int, Field(ge=1)] | None = None
     channels: int = 3
@@ -192,12 +195,32 @@ class SplitConfig(_Strict):
     seed: StrictInt = 0
 
 
+class StreamConfig(_Strict):
+    """``data.stream``: how a Parquet training set larger than memory is streamed
+    (:mod:`polytask.data.streaming`)."""
+
+    #: rows the shuffle buffer holds (its memory is about this many encoded rows); 0: file order
+    shuffle_buffer: int = Field(500_000, ge=0)
+    #: rows read from a row group and encoded at a time
+    read_rows: int = Field(65_536, ge=1)
+
+
 class DataConfig(_Strict):
     """Where the rows come from: a registered ``dataset``, ``train`` (and optionally
     ``validation``/``test``) files, or ``sources``: several named data sets in one run (each
     entry itself a dataset or files, with its own features and tasks), whose tasks each learn
     from their own source's rows only (JMT: POS and dependencies from a treebank, chunking from
-    CoNLL-2000, relatedness from SICK)."""
+    CoNLL-2000, relatedness from SICK).
+
+    Larger than memory: ``train`` (and ``validation``/``test``) may name a directory of Parquet
+    files or a glob (``data/train/*.parquet``); such a training set is **streamed** without further
+    settings: the encoders are fitted in one pass over its row groups, and training reads them
+    through a bounded shuffle buffer, each ``torchrun`` process its own share of the rows.
+    ``stream`` tunes it (``{shuffle_buffer: 500000, read_rows: 65536}``), ``stream: true`` streams
+    a single Parquet file too, and ``stream: false`` reads a directory or glob whole (the files
+    concatenated in memory). Streamed validation/test splits are evaluated by streaming them. Without
+    ``validation``/``test``, whole row groups are carved from the training set by ``split`` (a seeded
+    choice of row groups holding about that fraction of the rows)."""
 
     sources: dict[str, DataConfig] | None = None
     dataset: str | None = None
@@ -206,6 +229,7 @@ class DataConfig(_Strict):
     validation: str | None = None
     test: str | None = None
     split: SplitConfig = SplitConfig()
+    stream: StreamConfig | bool | None = None
     features: FeaturesConfig | None = None
     tasks: list[TaskConfig] | None = None
 

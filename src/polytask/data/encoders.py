@@ -253,6 +253,11 @@ class _VocabularyEncoder:
             idx = pc.index_in(to_strings(values), value_set=self._value_set(False))
         return pc.fill_null(pc.add(idx, self.first_id), self.unknown_id).to_numpy(zero_copy_only=False).astype(np.int64)
 
+    def items(self, col, source: str):
+        """The values ``col`` contributes to a vocabulary: the column itself (a sequence encoder:
+        its items, flattened)."""
+        return col
+
     def state(self) -> dict[str, Any]:
         return {"vocab": self.vocab}
 
@@ -260,6 +265,26 @@ class _VocabularyEncoder:
         self.vocab = list(state["vocab"])
         self._lookup = {}
         return self
+
+
+def count_shared(root: _VocabularyEncoder, members: list[tuple[_VocabularyEncoder, Any]], source: str) -> None:
+    """``shared_with``: add one chunk of every column sharing ``root``'s vocabulary (``members``:
+    each column with its own encoder, ``root`` first; categorical values and sequence items alike)
+    to ``root``'s running counts; ``root.finish`` then keeps one vocabulary (``root``'s
+    ``min_count``) for all. Hashed categorical features have none: their ids already agree."""
+    if getattr(root.spec, "hash_buckets", None) is None:
+        for enc, col in members:
+            root._count_values(enc.items(col, source))
+
+
+def fit_shared(root: _VocabularyEncoder, members: list[tuple[_VocabularyEncoder, Any]], source: str) -> None:
+    """``shared_with`` on a whole training table: :func:`count_shared`, ``root.finish``, and the
+    vocabulary given to every member."""
+    root._counts = None
+    count_shared(root, members, source)
+    root.finish(source)
+    for enc, _ in members[1:]:
+        enc.load(root.state())
 
 
 def _merge_counts(parts: list[pa.Table]) -> pa.Table:
@@ -373,6 +398,9 @@ class SequenceEncoder(_VocabularyEncoder):
         if not (pa.types.is_list(col.type) or pa.types.is_large_list(col.type)):
             raise DataError(f"{source}: sequence column {self.spec.name!r} must hold lists or separated strings, found {col.type}")
         return pc.fill_null(col, pa.scalar([], col.type))
+
+    def items(self, col, source: str):
+        return pc.list_flatten(self._lists(col, source))
 
     def fit(self, col, source: str, *others) -> SequenceEncoder:
         """Fit on ``col`` (and ``others``: the columns of features sharing this vocabulary): one

@@ -17,10 +17,10 @@ import pyarrow as pa
 import torch
 
 from polytask.data.conditions import parse_condition
-from polytask.data.encoders import ENCODERS
+from polytask.data.encoders import ENCODERS, count_shared, fit_shared
 from polytask.data.io import file_rows, source_directory
 from polytask.data.labels import LabelEncoder
-from polytask.data.schema import FeatureSpec, InputSpec
+from polytask.data.schema import FeatureSpec, InputSpec, shared_groups
 from polytask.data.table import TensorTable
 from polytask.errors import DataError
 from polytask.tasks import Task
@@ -78,6 +78,8 @@ class Preprocessor:
                 )
         #: sequence feature -> the features sharing its vocabulary
         self.sharing = {f.name: [g.name for g in features if g.vocabulary == f.name] for f in features}
+        #: shared_with: feature -> the features using its vocabulary and embedding table (itself first)
+        self.shared = {root: [g.name for g in group] for root, group in shared_groups(features).items()}
         for t in tasks:  # e.g. a tagging task's text feature: declared, a sequence, same max_len
             t.spec.check_inputs(t, by_name)
         self.features = features
@@ -151,8 +153,11 @@ class Preprocessor:
         directory = source_directory(table)
         with rows_of_file(table):
             for f in self.features:
-                if f.vocabulary is not None:
+                if f.vocabulary is not None or f.shared_with is not None:
                     continue  # fitted with the feature whose vocabulary it shares
+                if f.name in self.shared:
+                    fit_shared(self.encoders[f.name], self._shared_columns(f.name, table), source)
+                    continue
                 if f.type == "image":  # relative paths: against the directory of the table's file
                     self.encoders[f.name].fit(table.column(f.name), source, directory=directory)
                     continue
@@ -185,8 +190,11 @@ class Preprocessor:
         self.check_columns(table, source, with_labels=False)
         with rows_of_file(table):
             for f in self.features:
-                if f.vocabulary is not None:
+                if f.vocabulary is not None or f.shared_with is not None:
                     continue  # fitted with the feature whose vocabulary it shares
+                if f.name in self.shared:
+                    count_shared(self.encoders[f.name], self._shared_columns(f.name, table), source)
+                    continue
                 if f.type == "image":
                     raise DataError(f"{source}: image feature {f.name!r} cannot be fitted in a streaming pass; "
                                     "train on a single file (read whole) instead")
@@ -197,12 +205,16 @@ class Preprocessor:
     def finish(self, source: str) -> Preprocessor:
         """Fix the feature encoders from the chunks :meth:`partial_fit` saw (labels: :meth:`fit_labels`)."""
         for f in self.features:
-            if f.vocabulary is not None:
+            if f.vocabulary is not None or f.shared_with is not None:
                 continue
             self.encoders[f.name].finish(source)
-            for g in self.sharing[f.name]:
+            for g in self.sharing[f.name] + self.shared.get(f.name, [])[1:]:
                 self.encoders[g].load(self.encoders[f.name].state())
         return self
+
+    def _shared_columns(self, root: str, table: pa.Table) -> list[tuple[Any, pa.ChunkedArray]]:
+        """The encoder and column of every feature sharing ``root``'s vocabulary (``shared_with``)."""
+        return [(self.encoders[g], table.column(g)) for g in self.shared[root]]
 
     @staticmethod
     def _check_trainable(task: Task, label: np.ndarray, mask: np.ndarray, inside: np.ndarray | None, source: str) -> None:
@@ -300,6 +312,8 @@ class Preprocessor:
                 spec.sequences[f.name] = enc.vocab_size
                 if f.pooling != "mean":
                     spec.pooling[f.name] = f.pooling
+                if f.target is not None:
+                    spec.targets[f.name] = f.target
                 spec.vocabularies[f.name] = enc.vocab
                 if f.char_ngrams:
                     spec.ngrams[f.name] = enc.ngram_vocab_size
@@ -308,6 +322,12 @@ class Preprocessor:
                 spec.images[f.name] = enc.model_input()
             else:
                 spec.dense[f.name] = list(enc.shape)
+            if f.shared_with is not None:
+                spec.shared[f.name] = f.shared_with
+            group = self.shared.get(f.shared_with or f.name, [f.name])
+            width = next((g.embedding_dim for g in self.features if g.name in group and g.embedding_dim), None)
+            if width is not None:  # one width for a shared table, given on any of its features
+                spec.embedding_dims[f.name] = width
         return spec
 
     # -- persistence ------------------------------------------------------------------------

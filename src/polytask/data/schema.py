@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 FeatureType = Literal["numeric", "categorical", "sequence", "dense", "image"]
 FEATURE_TYPES: tuple[str, ...] = ("numeric", "categorical", "sequence", "dense", "image")
+POOLINGS: tuple[str, ...] = ("mean", "sum", "max", "attention")
 
 #: options only image features take, with their defaults (left out of a saved spec at these)
 IMAGE_OPTIONS: dict[str, Any] = {
@@ -46,15 +47,36 @@ class FeatureSpec:
         max_ngrams: n-grams kept per token (those touching a word boundary first, then the
             rest in order): the width of the ``ngrams:<name>`` tensor.
         pooling: sequence, in the ``tabular`` encoder: how a row's item embeddings become one
-            vector: ``mean`` (default), ``sum`` (keeps how long the history is) or ``max`` (per
-            dimension); padding is left out, an empty sequence gives zeros.
+            vector: ``mean`` (default), ``sum`` (keeps how long the history is), ``max`` (per
+            dimension) or ``attention`` (each item weighted by how well it matches ``target``'s
+            embedding, Deep Interest Network: :mod:`polytask.nn.target_attention`); padding is
+            left out, an empty sequence gives zeros.
+        target: sequence with ``pooling: attention``: the categorical feature (e.g. the
+            candidate item) its items are compared with; it must share this feature's vocabulary
+            and embedding table (``shared_with``, either way round), so that the comparison is
+            between vectors of the same items.
+        embedding_dim: categorical/sequence, in the ``tabular`` encoder: this feature's embedding
+            width, in place of the model's ``embedding_dim`` (wide for many ids, narrow for few).
+        shared_with: categorical/sequence: use the vocabulary and the embedding table of this
+            other categorical or sequence feature (fitted on both columns' training values), so
+            the same value is the same vector in both: a clicked-items history ``shared_with``
+            the candidate ``item_id``. Both must have the same ``min_count`` and
+            ``embedding_dim``; two categorical features may share with the same
+            ``hash_buckets`` (their hashed ids already agree), one hashed side alone is refused.
+            Ids keep each type's convention (categorical ``0`` unknown, ``1..K`` the values;
+            sequence ``0`` padding, ``1`` unknown, ``2..K+1`` the values, so a value's sequence
+            id is its categorical id + 1); the shared table is indexed by the categorical id.
+            Unlike ``vocabulary`` (sequence features only, for the two sentences of a text pair,
+            which the text encoders embed with tables of their own), ``shared_with`` shares the
+            table too.
         hash_buckets: categorical: no vocabulary; every value (seen in training or not) maps to
             one of this many ids by a stable hash of its text (the hashing trick, Weinberger et al.,
             ICML 2009), for ids too many to list (user or item ids); colliding values share an
             embedding. Missing values keep the OOV id 0.
         vocabulary: sequence: share the vocabulary (and n-grams) of this other sequence feature,
             fitted on both columns' training values, so the same word has the same id in both
-            (the second sentence of a sentence pair).
+            (the second sentence of a sentence pair); each keeps its own embedding table in the
+            ``tabular`` encoder (``shared_with`` shares the table as well).
         size: image: ``[height, width]`` every image is resized to (bilinear, antialiased); an
             int ``n`` means ``[n, n]``. None: the size of the first training image.
         channels: image: 1 (grayscale, Pillow mode ``L``) or 3 (``RGB``; alpha is dropped).
@@ -82,7 +104,10 @@ class FeatureSpec:
     max_ngrams: int = 16
     vocabulary: str | None = None
     hash_buckets: int | None = None
-    pooling: Literal["mean", "sum", "max"] = "mean"
+    pooling: Literal["mean", "sum", "max", "attention"] = "mean"
+    target: str | None = None
+    embedding_dim: int | None = None
+    shared_with: str | None = None
     size: list[int] | None = None
     channels: int = 3
     root: str | None = None
@@ -119,8 +144,24 @@ class FeatureSpec:
             raise ConfigError(f"feature {self.name!r}: char_ngrams must list n-gram lengths >= 1, got {self.char_ngrams}")
         if self.pooling != "mean" and self.type != "sequence":
             raise ConfigError(f"feature {self.name!r}: pooling applies to sequence features only")
-        if self.pooling not in ("mean", "sum", "max"):
-            raise ConfigError(f"feature {self.name!r}: pooling must be mean, sum or max, got {self.pooling!r}")
+        if self.pooling not in POOLINGS:
+            raise ConfigError(f"feature {self.name!r}: pooling must be {', '.join(POOLINGS[:-1])} or {POOLINGS[-1]}, got {self.pooling!r}")
+        if (self.pooling == "attention") != (self.target is not None):
+            raise ConfigError(f"feature {self.name!r}: pooling: attention and target go together (target names the feature "
+                              f"its items are compared with)")
+        if self.embedding_dim is not None:
+            if self.type not in ("categorical", "sequence"):
+                raise ConfigError(f"feature {self.name!r}: embedding_dim applies to categorical and sequence features only")
+            if isinstance(self.embedding_dim, bool) or not isinstance(self.embedding_dim, int) or self.embedding_dim < 1:
+                raise ConfigError(f"feature {self.name!r}: embedding_dim must be an integer >= 1, got {self.embedding_dim!r}")
+        if self.shared_with is not None:
+            if self.type not in ("categorical", "sequence"):
+                raise ConfigError(f"feature {self.name!r}: shared_with applies to categorical and sequence features only")
+            if self.shared_with == self.name:
+                raise ConfigError(f"feature {self.name!r}: shared_with names the feature itself")
+            if self.vocabulary is not None or self.char_ngrams:
+                raise ConfigError(f"feature {self.name!r}: shared_with does not combine with vocabulary or char_ngrams "
+                                  f"(text features share a vocabulary with vocabulary:)")
         if self.hash_buckets is not None:
             if self.type != "categorical":
                 raise ConfigError(f"feature {self.name!r}: hash_buckets applies to categorical features only")
@@ -159,11 +200,53 @@ class FeatureSpec:
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         defaults = {"char_ngrams": None, "max_ngrams": 16, "vocabulary": None, "hash_buckets": None, "pooling": "mean",
-                    **IMAGE_OPTIONS}
+                    "target": None, "embedding_dim": None, "shared_with": None, **IMAGE_OPTIONS}
         for key, default in defaults.items():
             if out[key] == default:  # specs saved before these options existed compare equal
                 del out[key]
         return out
+
+
+def shared_groups(features: list[FeatureSpec]) -> dict[str, list[FeatureSpec]]:
+    """Check ``shared_with`` and attention ``target`` across ``features`` (ConfigError naming the
+    feature and key) and return each shared vocabulary: the feature named by ``shared_with`` ->
+    that feature, then the features sharing it, in declaration order."""
+    from polytask.errors import ConfigError
+
+    by_name = {f.name: f for f in features}
+    groups: dict[str, list[FeatureSpec]] = {}
+    for f in features:
+        if f.shared_with is None:
+            continue
+        where = f"feature {f.name!r}: shared_with {f.shared_with!r}"
+        root = by_name.get(f.shared_with)
+        if root is None or root.type not in ("categorical", "sequence"):
+            raise ConfigError(f"{where} is not a declared categorical or sequence feature")
+        if root.shared_with is not None:
+            raise ConfigError(f"{where}, which shares the vocabulary of {root.shared_with!r}: name {root.shared_with!r} directly")
+        if root.char_ngrams or root.vocabulary is not None or any(g.vocabulary == root.name for g in features):
+            raise ConfigError(f"{where}, a text feature (vocabulary or char_ngrams): shared_with does not combine with them")
+        if f.min_count != root.min_count:
+            raise ConfigError(f"{where}: one vocabulary, so min_count must be the same ({f.min_count} vs {root.min_count})")
+        if f.hash_buckets != root.hash_buckets:
+            raise ConfigError(f"{where}: hash_buckets must be on both (the same count) or on neither "
+                              f"({f.hash_buckets} vs {root.hash_buckets})")
+        groups.setdefault(root.name, [root]).append(f)
+    for group in groups.values():
+        dims = {g.embedding_dim for g in group} - {None}
+        if len(dims) > 1:
+            raise ConfigError(f"feature {group[1].name!r}: shared_with {group[0].name!r}: one embedding table, so "
+                              f"embedding_dim must be the same on both (got {', '.join(map(str, sorted(dims)))})")
+    for f in features:
+        if f.target is None:
+            continue
+        target = by_name.get(f.target)
+        if target is None or target.type != "categorical" or (target.shared_with or target.name) != (f.shared_with or f.name):
+            raise ConfigError(
+                f"feature {f.name!r}: pooling: attention compares its items with target {f.target!r}, which must be a "
+                f"declared categorical feature sharing its vocabulary (shared_with, either way round)"
+            )
+    return groups
 
 
 @dataclass
@@ -199,14 +282,22 @@ class InputSpec:
     #: "crop": int}``, what :class:`polytask.nn.image_input.ImageInputs` (built by every model)
     #: needs to turn the pixels into normalised, augmented float input
     images: dict[str, dict[str, Any]] = field(default_factory=dict)
-    #: sequence features pooled other than by their mean (``pooling``): name -> ``sum`` or ``max``
+    #: sequence features pooled other than by their mean (``pooling``): name -> ``sum``, ``max``
+    #: or ``attention``
     pooling: dict[str, str] = field(default_factory=dict)
+    #: sequence features pooled by ``attention``: name -> the categorical feature it attends from
+    targets: dict[str, str] = field(default_factory=dict)
+    #: categorical and sequence features with an embedding width of their own: name -> width
+    embedding_dims: dict[str, int] = field(default_factory=dict)
+    #: ``shared_with``: feature -> the feature whose vocabulary and embedding table it uses (a
+    #: value's sequence id is its categorical id + 1: see :class:`FeatureSpec`)
+    shared: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out.pop("vocabularies")
         out.pop("restored")
-        for key in ("images", "pooling"):  # a run without them saves what it saved before they existed
+        for key in ("images", "pooling", "targets", "embedding_dims", "shared"):  # a run without them saves what it saved before they existed
             if not out[key]:
                 del out[key]
         return out
