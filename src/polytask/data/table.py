@@ -91,7 +91,11 @@ class TensorTable:
         )
 
     def take(self, index: Tensor) -> Batch:
-        """Rows at ``index`` (a 1-D long tensor), gathered column by column."""
+        """Rows at ``index`` (a 1-D long tensor), gathered column by column. The index moves to the
+        table's device first (a table resident on a GPU, shuffled by the loader's CPU generator)."""
+        device = next(iter(self.features.values())).device
+        if index.device != device:
+            index = index.to(device, non_blocking=True)
         return self._map(lambda t: t.index_select(0, index))
 
     def slice(self, start: int, stop: int) -> Batch:
