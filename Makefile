@@ -11,7 +11,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q "torch==2.13.0"
-	$(BIN)/python -m pip install -q -e ".[test,bench,report,compare,loggers]"
+	$(BIN)/python -m pip install -q -e ".[test,bench,report,compare,loggers,export]"
 	touch $(STAMP)
 
 demo: install

@@ -46,3 +46,9 @@ class ConfigError(PolytaskError, ValueError):
 class TrainingError(PolytaskError, RuntimeError):
     """Training cannot go on: a task's loss became NaN or infinite (diverged). The message names
     the task(s) and the epoch, with what to try; no checkpoint of a non-finite model is kept."""
+
+
+class ExportError(PolytaskError, ValueError):
+    """A run cannot be exported in the format asked (``polytask export``): the architecture
+    declares it cannot (:meth:`~polytask.models.base.MultiTaskModel.export_refusal`), the exporter
+    failed, or the exported model does not reproduce the PyTorch one. The message says which and why."""

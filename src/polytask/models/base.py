@@ -149,6 +149,14 @@ class MultiTaskModel(nn.Module):
         """Cheap, JSON-able facts about the last forward pass (e.g. mean gate weights)."""
         return {}
 
+    # -- export -----------------------------------------------------------------------------------
+    def export_refusal(self, format: str) -> str | None:
+        """Why this model cannot be exported to ``format`` (``onnx`` or ``torchscript``), in one
+        line; None when it can. ``polytask export`` asks before exporting and refuses with this
+        line; a model that can export needs nothing (the exporter still checks the exported model
+        against this one on generated batches and refuses when they differ)."""
+        return None
+
     # -- models whose structure changes while they train (FAFS) ------------------------------
     def adapt(self, epoch: int, probe: Callable[[], Tensor]) -> bool:
         """Called by the trainer after every epoch. ``probe()`` returns per-example losses

@@ -105,8 +105,19 @@ class WordRepresentation(nn.Module):
         if g == 0:
             grams = words.new_zeros(ids.shape + (self.ngram_dim,))
         else:
-            grams = self.ngrams(ngrams.reshape(-1, g).long()).reshape(ids.shape + (self.ngram_dim,))
+            grams = self._bag_mean(ngrams.reshape(-1, g).long()).reshape(ids.shape + (self.ngram_dim,))
         return self.dropout(torch.cat([words, grams.to(words.dtype)], dim=-1))
+
+    def _bag_mean(self, ids: Tensor) -> Tensor:
+        """Mean of each row's non-padding n-gram embeddings (zeros for a row of padding only):
+        ``nn.EmbeddingBag``, or the same mean as a gather and a masked sum while exporting to ONNX,
+        which has no ``embedding_bag`` with ``padding_idx``."""
+        assert self.ngrams is not None
+        if not torch.onnx.is_in_onnx_export():
+            return self.ngrams(ids)
+        present = (ids != 0).unsqueeze(-1)
+        total = (F.embedding(ids, self.ngrams.weight) * present.to(self.ngrams.weight.dtype)).sum(1)
+        return total / present.sum(1).clamp_min(1).to(total.dtype)
 
     def extra_repr(self) -> str:
         frozen = ", frozen" if not self.weight.requires_grad else ""
