@@ -140,7 +140,9 @@ def test_two_hashed_categoricals_with_the_same_buckets_share_a_table():
     ([FeatureSpec("item", "categorical", min_count=2), FeatureSpec("clicked", "sequence", shared_with="item")],
      "feature 'clicked': shared_with 'item': one vocabulary, so min_count must be the same \\(1 vs 2\\)"),
     ([FeatureSpec("text", "sequence"), FeatureSpec("pair", "sequence", vocabulary="text"),
-      FeatureSpec("clicked", "sequence", shared_with="text")], "a text feature"),
+      FeatureSpec("clicked", "sequence", shared_with="text")], "feature 'clicked': shared_with 'text': 'text' is a text feature"),
+    ([FeatureSpec("item", "categorical"), FeatureSpec("text", "sequence", shared_with="item"),
+      FeatureSpec("pair", "sequence", vocabulary="text")], "'text' is a text feature"),
     ([FeatureSpec("item", "categorical"), FeatureSpec("clicked", "sequence", pooling="attention", target="item")],
      "feature 'clicked': pooling: attention compares its items with target 'item', which must be a declared categorical "
      "feature sharing its vocabulary"),

@@ -224,8 +224,10 @@ def shared_groups(features: list[FeatureSpec]) -> dict[str, list[FeatureSpec]]:
             raise ConfigError(f"{where} is not a declared categorical or sequence feature")
         if root.shared_with is not None:
             raise ConfigError(f"{where}, which shares the vocabulary of {root.shared_with!r}: name {root.shared_with!r} directly")
-        if root.char_ngrams or root.vocabulary is not None or any(g.vocabulary == root.name for g in features):
-            raise ConfigError(f"{where}, a text feature (vocabulary or char_ngrams): shared_with does not combine with them")
+        for text in (f, root):
+            if text.char_ngrams or text.vocabulary is not None or any(g.vocabulary == text.name for g in features):
+                raise ConfigError(f"{where}: {text.name!r} is a text feature (vocabulary or char_ngrams), which "
+                                  f"shared_with does not combine with")
         if f.min_count != root.min_count:
             raise ConfigError(f"{where}: one vocabulary, so min_count must be the same ({f.min_count} vs {root.min_count})")
         if f.hash_buckets != root.hash_buckets:
