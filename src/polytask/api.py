@@ -219,19 +219,28 @@ def _train_run(
     if splits.inferred and launch.is_main:
         _show_inference(splits.inferred)
     pre = Preprocessor(splits.features, splits.tasks)
-    pre.check_columns(splits.train, splits.sources.get("train", "train"))  # the train file first
-    for name, table in (("validation", splits.validation), ("test", splits.test)):
-        if table is not None:
-            pre.check_columns(table, splits.sources.get(name, name))
     src = splits.sources
-    pre.fit(splits.train, src.get("train", "train"))
+    if splits.stream is not None:  # larger than memory: fitted in one streaming pass (polytask.data.stream_sources)
+        from polytask.data.stream_sources import fit_streamed, streamed_splits
+
+        pre = fit_streamed(pre, splits, launch.rank, launch.world_size)
+    else:
+        pre.check_columns(splits.train, splits.sources.get("train", "train"))  # the train file first
+        for name, table in (("validation", splits.validation), ("test", splits.test)):
+            if table is not None:
+                pre.check_columns(table, splits.sources.get(name, name))
+        pre.fit(splits.train, src.get("train", "train"))
     if source is not None:
         from polytask.transfer import reuse_encoders
 
         reused = reuse_encoders(pre, source.preprocessor)
-    train_t = pre.transform(splits.train, src.get("train", "train"))
-    val_t = pre.transform(splits.validation, src.get("validation", "validation")) if splits.validation is not None else None
-    test_t = pre.transform(splits.test, src.get("test", "test")) if splits.test is not None else None
+    loader = None  # the trainer's batches come from train_t, unless the split is streamed
+    if splits.stream is not None:
+        train_t, val_t, test_t, loader = streamed_splits(pre, splits, cfg.train, launch.rank, launch.world_size)
+    else:
+        train_t = pre.transform(splits.train, src.get("train", "train"))
+        val_t = pre.transform(splits.validation, src.get("validation", "validation")) if splits.validation is not None else None
+        test_t = pre.transform(splits.test, src.get("test", "test")) if splits.test is not None else None
 
     # under torchrun only rank 0 writes the run directory and shows progress
     partial = out_dir.with_name(out_dir.name + ".partial") if out_dir is not None else None
@@ -293,7 +302,7 @@ def _train_run(
         trainer.load_resume_state(state)
 
     if work_dir is None or out_dir is None:
-        return _fit(run, trainer, cfg, train_t, val_t, test_t, transfer)
+        return _fit(run, trainer, cfg, train_t, val_t, test_t, transfer, loader)
     # 3. the run directory: under an exclusive lock, written into <out>.partial, renamed when complete
     # (a resumed run's .partial holds the stopped run's progress: it is kept on an error)
     with writing_run(out_dir, overwrite=overwrite, resume=resume, keep=state is not None) as work_dir:
@@ -308,7 +317,7 @@ def _train_run(
         if state is not None:  # one log line per epoch: drop those of an epoch the stopped run did not save
             atomic_write_text(work_dir / LOG, "".join(json.dumps(r, default=jsonable) + "\n"
                                                       for r in state["history"]))
-        _fit(run, trainer, cfg, train_t, val_t, test_t, transfer)
+        _fit(run, trainer, cfg, train_t, val_t, test_t, transfer, loader)
         run.save_checkpoint(work_dir, trainer.best_epoch)
         run.save_metrics(work_dir)
     run.directory = out_dir
@@ -387,9 +396,11 @@ def _first_difference(old: Any, new: Any, prefix: str = "") -> tuple[str, str, s
     return prefix, show(old), show(new)
 
 
-def _fit(run: Run, trainer: Trainer, cfg: Config, train_t: Any, val_t: Any, test_t: Any, transfer: Any) -> Run:
-    """Train (model selection on validation only), then read the test split once."""
-    history = trainer.fit(train_t, val_t)
+def _fit(run: Run, trainer: Trainer, cfg: Config, train_t: Any, val_t: Any, test_t: Any, transfer: Any,
+         loader: Any = None) -> Run:
+    """Train (model selection on validation only), then read the test split once. ``loader``: the
+    training batches when they do not come from ``train_t`` (a streamed training set)."""
+    history = trainer.fit(train_t, val_t, loader=loader)
     metrics: dict[str, Any] = {"best_epoch": trainer.best_epoch, "monitor": cfg.train.monitor}
     if transfer is not None:
         metrics["transfer"] = transfer

@@ -21,7 +21,13 @@ CONLL_SUFFIXES = (".conll", ".conll.gz")
 
 def read_table(path: str | os.PathLike) -> pa.Table:
     """Read a CSV (optionally gzipped), Parquet, CoNLL-U or CoNLL-2000 column file (the last two
-    one row per sentence, optionally gzipped); reject missing, empty or unreadable files."""
+    one row per sentence, optionally gzipped); reject missing, empty or unreadable files. A
+    directory or glob of Parquet files is read whole, the files concatenated in name order (a set
+    larger than memory is streamed instead: :mod:`polytask.data.streaming`)."""
+    from polytask.data.stream_files import is_file_set
+
+    if is_file_set(path):
+        return read_parquet_set(path)
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path}: file not found")
@@ -61,6 +67,20 @@ def read_table(path: str | os.PathLike) -> pa.Table:
     if table.num_rows == 0:
         raise DataError(f"{path}: file has no rows")
     return tag_source(table, path)
+
+
+def read_parquet_set(path: str | os.PathLike) -> pa.Table:
+    """Every row of the Parquet files a directory or glob names, in file-name order, as one table
+    (columns the files do not share are refused naming the file, by :func:`pyarrow.concat_tables`)."""
+    from polytask.data.stream_files import list_files
+
+    files = list_files(path)
+    tables = [read_table(f) for f in files]
+    try:
+        table = pa.concat_tables([t.replace_schema_metadata(None) for t in tables], promote_options="permissive")
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+        raise DataError(f"{path}: the files cannot be stacked into one table: {' '.join(str(exc).split())}") from None
+    return tag_source(table, files[0])
 
 
 SOURCE_KEY = b"polytask.source"

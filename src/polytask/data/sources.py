@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 
-from polytask.config import DataConfig, FeaturesConfig, TaskConfig, is_column_pattern
+from polytask.config import DataConfig, FeaturesConfig, StreamConfig, TaskConfig, is_column_pattern
 from polytask.data.conditions import parse_condition
 from polytask.data.io import read_table, split_permutation, tag_split
 from polytask.data.schema import FEATURE_TYPES, FeatureSpec
@@ -27,7 +27,9 @@ from polytask.tasks import Task
 class Splits:
     """The run's tables, features and tasks. ``inferred`` holds, when the features were inferred
     (``data.features`` omitted), one ``(column, decision, reason)`` per column of the training
-    file, in file order (:func:`describe_inference` turns it into lines to print before training)."""
+    file, in file order (:func:`describe_inference` turns it into lines to print before training).
+    ``stream`` is set when the training set is streamed (:mod:`polytask.data.stream_sources`):
+    the splits are then :class:`~polytask.data.stream_files.ParquetFiles`, not tables."""
 
     train: pa.Table
     validation: pa.Table | None
@@ -37,6 +39,7 @@ class Splits:
     notes: str = ""
     sources: dict[str, str] = field(default_factory=dict)
     inferred: list[tuple[str, str, str]] = field(default_factory=list)
+    stream: StreamConfig | None = None
 
 
 def task_columns(tasks: list[Task]) -> dict[str, str]:
@@ -279,13 +282,23 @@ def load_splits(
 ) -> Splits:
     """Read and split the data named by ``config``; validate tasks and feature declarations.
 
-    ``tables`` supplies in-memory splits (from the Python API) in place of files.
+    ``tables`` supplies in-memory splits (from the Python API) in place of files. A streamed
+    training set (a directory or glob of Parquet files, or ``data.stream``) gives splits of
+    :class:`~polytask.data.stream_files.ParquetFiles` (:mod:`polytask.data.stream_sources`).
     """
+    from polytask.data.stream_sources import load_streamed, stream_settings
+
     if config.sources is not None:
         if tables:
             raise ConfigError("data.sources: in-memory tables cannot be given for a multi-source run")
+        if any(stream_settings(s) is not None for s in config.sources.values()):
+            raise ConfigError("data.sources: a source cannot be streamed (a directory, a glob or data.stream); "
+                              "give each source one file, or data.stream: false to read its files whole")
         return load_sources(config, data_dir)
     tables = tables or {}
+    settings = stream_settings(config) if config.dataset is None and "train" not in tables else None
+    if settings is not None:
+        return load_streamed(config, settings)
 
     def read(split: str) -> pa.Table:
         return tables[split] if split in tables else read_table(getattr(config, split))

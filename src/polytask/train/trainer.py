@@ -406,6 +406,8 @@ class Trainer:
         batches = 0
         total_batches = len(loader)
         non_blocking = self.device.type == "cuda"
+        # a loader whose batches are already this process's share (a streamed set) is not sharded again
+        per_process = getattr(loader, "per_process", False)
         for batch, _ in loader:
             for feature, token_tasks in self._token_tasks.items():
                 batch = batch.trim_tokens(feature, token_tasks)
@@ -413,7 +415,7 @@ class Trainer:
             labelled = torch.stack([batch.masks[n].any() for n in names]).to(self.device, torch.float32)
             if self.device.type != "cpu":
                 batch = batch.to(self.device, non_blocking=non_blocking)
-            if self.world_size > 1:
+            if self.world_size > 1 and not per_process:
                 batch = distributed.shard(batch, self.rank, self.world_size)
                 if batch is None:
                     continue
@@ -514,10 +516,15 @@ class Trainer:
         return score < self.best_score - self.min_delta
 
     # ------------------------------------------------------------------------------------------
-    def fit(self, train: TensorTable, validation: TensorTable | None = None) -> list[dict[str, Any]]:
-        """Train; with a validation split, early-stop on ``monitor`` and restore the best weights."""
-        loader = make_schedule(self.schedule, train, self.loss_tasks, self.batch_size, seed=self.seed,
-                               begin_task=self.model.begin_task)
+    def fit(self, train: TensorTable, validation: TensorTable | None = None, *,
+            loader: Schedule | None = None) -> list[dict[str, Any]]:
+        """Train; with a validation split, early-stop on ``monitor`` and restore the best weights.
+        ``loader`` gives the training batches when they do not come from ``train`` through
+        ``train.schedule`` (a streamed training set: :class:`~polytask.data.streaming.StreamSchedule`;
+        ``train`` is then the split, for its row count)."""
+        if loader is None:
+            loader = make_schedule(self.schedule, train, self.loss_tasks, self.batch_size, seed=self.seed,
+                                   begin_task=self.model.begin_task)
         loader.set_epoch(self.start_epoch - 1)  # epoch k's order, also in a resumed run
         if validation is not None and self.monitor_spec.metric == DEFAULT_MONITOR and self.reference_losses is None:
             initial = self.evaluate(validation)  # one pass before training: each task's scale
