@@ -92,16 +92,19 @@ def export_run(run_dir: str | os.PathLike, out: str | os.PathLike, format: str =
                      "architecture": name, "run": str(Path(run_dir).resolve()), "torch": torch.__version__}
     make_dirs(out.parent)
     make_dirs(preprocess.parent)
-    with atomic_path(out) as tmp:
-        if format == "onnx":
-            from polytask.export.onnx import export_onnx
+    try:
+        with atomic_path(out) as tmp:
+            if format == "onnx":
+                from polytask.export.onnx import export_onnx
 
-            info = export_onnx(wrapper, example, checks, tmp, input_names, output_names)
-        else:
-            from polytask.export.torchscript import export_torchscript
+                info = export_onnx(wrapper, example, checks, tmp, input_names, output_names)
+            else:
+                from polytask.export.torchscript import export_torchscript
 
-            info = export_torchscript(wrapper, example, checks, tmp, output_names,
-                                      {PREPROCESS: json.dumps({k: v for k, v in spec.items() if k != "model"})})
+                info = export_torchscript(wrapper, example, checks, tmp, output_names,
+                                          {PREPROCESS: json.dumps({k: v for k, v in spec.items() if k != "model"})})
+    except ExportError as exc:
+        raise ExportError(f"{name} could not be exported to {format}: {exc}") from None
     spec["model"].update(info)
     text = json.dumps({"format": spec.pop("format"), "version": spec.pop("version"), "model": spec.pop("model"), **spec}, indent=1)
     atomic_write_text(preprocess, text)
