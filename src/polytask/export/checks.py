@@ -31,7 +31,10 @@ def check_outputs(run: Callable[[Sequence[np.ndarray]], Sequence[np.ndarray]], b
 
 
 def first_line(exc: BaseException) -> str:
-    """The first non-empty line of an exception's message (exporters write pages)."""
+    """The first non-empty line of an exception's message (exporters write pages), of the error
+    that caused it when there is one (``torch.onnx`` wraps ``torch.export``'s reason)."""
+    while exc.__cause__ is not None:
+        exc = exc.__cause__
     for line in str(exc).splitlines():
         line = line.strip()
         if line:

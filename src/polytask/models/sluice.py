@@ -100,12 +100,15 @@ class Sluice(MultiTaskModel):
     def mix_subspaces(self, h: Tensor, alpha: Tensor) -> Tensor:
         """``alpha [T*m, T*m]`` applied to the ``T*m`` subspaces of a layer output ``[T, B, ...]``
         (each task's channels split into ``m`` equal blocks, order task-major)."""
-        t, m, cd = h.shape[0], self.subspaces, self.columns.channel_dim
-        x = h.movedim(cd, -1)  # [T, *rest, C]
+        # axes counted from the front: the TorchScript-based ONNX exporter writes a negative axis
+        # of movedim into a Transpose permutation, which ONNX rejects
+        t, m, n = h.shape[0], self.subspaces, h.dim()
+        cd = self.columns.channel_dim % n
+        x = h.movedim(cd, n - 1)  # [T, *rest, C]
         shape = x.shape
-        sub = x.reshape(*shape[:-1], m, shape[-1] // m).movedim(-2, 1)  # [T, m, *rest, C/m]
+        sub = x.reshape(*shape[:-1], m, shape[-1] // m).movedim(n - 1, 1)  # [T, m, *rest, C/m]
         mixed = (alpha @ sub.reshape(t * m, -1)).view(sub.shape)
-        return mixed.movedim(1, -2).reshape(shape).movedim(-1, cd)
+        return mixed.movedim(1, n - 1).reshape(shape).movedim(n - 1, cd)
 
     def forward(self, features: dict[str, Tensor]) -> dict[str, Tensor]:
         h = self.columns.stem(features)  # [T, B, ...]
