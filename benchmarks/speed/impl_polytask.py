@@ -48,7 +48,8 @@ def available():
     return None
 
 
-def run(data, epochs: int = 2) -> dict:
+def train(data, epochs: int = 2):
+    """``(run, prediction input table)``: the benchmark's MMoE trained with ``polytask.fit``."""
     import polytask
 
     train = data.to_arrow("train")
@@ -77,6 +78,11 @@ def run(data, epochs: int = 2) -> dict:
         device="cpu",
         progress=False,
     )
+    return result, predict_input
+
+
+def run(data, epochs: int = 2) -> dict:
+    result, predict_input = train(data, epochs)
     history = result.history
     epoch_seconds = [float(r["train_seconds"]) for r in history]
     samples = [int(r["train_samples"]) for r in history]

@@ -34,12 +34,15 @@ RESULTS = REPO / "benchmarks" / "results"
 # data in a subprocess. On Linux a child's ru_maxrss starts from the RSS high-water mark of
 # the process it was forked from, so a big parent would inflate every worker's peak RSS.
 
-ALL = ["hand_fused", "deepctr", "rechub", "polytask"]
+ALL = ["hand_fused", "deepctr", "rechub", "polytask", "onnxruntime"]
 LABELS = {
     "hand_fused": "hand-fused PyTorch",
     "deepctr": "DeepCTR-Torch 0.3.0",
     "rechub": "torch-rechub 0.9.0",
     "polytask": "polytask",
+    # prediction only (polytask trains it): the same MMoE exported by `polytask export`, run by
+    # onnxruntime (impl_onnxruntime.py); skipped when onnxruntime is not installed
+    "onnxruntime": "polytask exported, onnxruntime",
 }
 METRICS = ("train_samples_per_s", "predict_samples_per_s", "peak_rss_mb")
 # (numerator, denominator, metric, target ratio)
@@ -220,9 +223,15 @@ def aggregate(runs: list[dict]) -> dict:
         if "traceback" in last:
             entry["traceback"] = last["traceback"]
         return {"mmoe": entry, "env": last.get("env", {})}
-    entry = {m: round(statistics.median(r[m] for r in ok), 1) for m in METRICS}
+    def median(key: str) -> float | None:  # None for a metric the implementation does not measure
+        values = [r[key] for r in ok if r.get(key) is not None]
+        return round(statistics.median(values), 1) if values else None
+
+    entry = {m: median(m) for m in METRICS}
     entry["status"] = "ok"
-    entry["train_samples_per_s_epoch1"] = round(statistics.median(r["train_samples_per_s_epoch1"] for r in ok), 1)
+    entry["train_samples_per_s_epoch1"] = median("train_samples_per_s_epoch1")
+    if any("reference_predict_samples_per_s" in r for r in ok):
+        entry["reference_predict_samples_per_s"] = median("reference_predict_samples_per_s")
     hwm = [r["vm_hwm_mb"] for r in ok if r.get("vm_hwm_mb") is not None]
     entry["vm_hwm_mb"] = round(statistics.median(hwm), 1) if hwm else None
     entry["test_auc"] = ok[-1].get("test_auc")
@@ -320,6 +329,10 @@ def write_markdown(results: dict, meta: dict, path: Path) -> None:
             r = _ratio(results, "polytask", den, metric)
             kind = "train" if metric.startswith("train") else "predict"
             lines.append(f"| {kind}: polytask / {LABELS[den]} | {'n/a' if r is None else f'{r:.2f}x'} | - | - |")
+    if results.get("onnxruntime", {}).get("mmoe", {}).get("status") == "ok":
+        for den in ("hand_fused", "polytask"):
+            r = _ratio(results, "onnxruntime", den, "predict_samples_per_s")
+            lines.append(f"| predict: {LABELS['onnxruntime']} / {LABELS[den]} | {'n/a' if r is None else f'{r:.2f}x'} | - | - |")
     peers_rss = [results[p]["mmoe"]["peak_rss_mb"] for p in ("deepctr", "rechub")
                  if results.get(p, {}).get("mmoe", {}).get("peak_rss_mb") is not None]
     if pt.get("peak_rss_mb") is not None and peers_rss:
@@ -344,6 +357,13 @@ def write_markdown(results: dict, meta: dict, path: Path) -> None:
                  "losses; validation after each epoch (not timed; 10k rows); weight decay set to 0.")
     lines.append("- polytask: `polytask.fit(...)` / `result.predict(table)` through its public API; epoch-2 time "
                  "from the trainer's own per-epoch record.")
+    ort = results.get("onnxruntime", {}).get("mmoe", {})
+    if ort.get("status") == "ok":
+        ref = ort.get("reference_predict_samples_per_s")
+        lines.append("- polytask exported, onnxruntime: prediction only (the model is polytask's, trained in the same "
+                     "process; its peak RSS includes that training and onnxruntime); the prediction table encoded by the "
+                     "run's own preprocessor from Arrow, then onnxruntime at batch 1024. With the numpy-only reference "
+                     f"preprocessor encoding a dict of columns instead: {_fmt_rate(ref)} samples/s.")
     lines.append("")
     lines.append("## Environment")
     lines.append("")
