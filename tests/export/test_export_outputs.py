@@ -120,3 +120,11 @@ def test_an_export_that_does_not_reproduce_the_model_is_refused(kinds_run, tmp_p
         export_run(kinds_run[0], tmp_path / f"model{FORMATS[fmt]}", fmt)
     assert "\n" not in str(caught.value)
     assert not (tmp_path / f"model{FORMATS[fmt]}").exists()
+
+
+def test_a_task_name_that_cannot_name_an_output_is_refused(tmp_path):
+    polytask.fit(train=make_frame(60, 0), tasks=[{"name": "will click", "label": "click"}], features={"numeric": ["age"]},
+                 model={"name": "shared_bottom", "bottom_hidden": [4]}, epochs=1, progress=False, device="cpu",
+                 out=tmp_path / "run")
+    with pytest.raises(ExportError, match=r"^task 'will click': its name cannot name an exported output \(spaces"):
+        export_run(tmp_path / "run", tmp_path / "model.onnx", "onnx")
