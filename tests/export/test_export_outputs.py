@@ -128,3 +128,13 @@ def test_a_task_name_that_cannot_name_an_output_is_refused(tmp_path):
                  out=tmp_path / "run")
     with pytest.raises(ExportError, match=r"^task 'will click': its name cannot name an exported output \(spaces"):
         export_run(tmp_path / "run", tmp_path / "model.onnx", "onnx")
+
+
+def test_the_torchscript_file_carries_its_inputs_and_outputs(exports):
+    extra = {"preprocess.json": ""}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.jit.load(str(exports[("torchscript", False)].model), _extra_files=extra)
+    carried = json.loads(extra["preprocess.json"])
+    assert [o["name"] for o in carried["outputs"]] == ["click", "segment", "spend"]
+    assert [i["name"] for i in carried["inputs"]] == ["numeric", "categorical"]

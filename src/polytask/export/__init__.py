@@ -86,10 +86,11 @@ def export_run(run_dir: str | os.PathLike, out: str | os.PathLike, format: str =
     wrapper = ExportWrapper(model, run.tasks, [g.key for g in groups], raw=raw).eval()
     example = example_inputs(groups, model.input_spec, EXAMPLE_ROWS, seed=0)
     checks = [example_inputs(groups, model.input_spec, rows, seed=seed) for seed, rows in CHECKS]
-    spec = preprocess_spec(run.preprocessor, groups)
-    spec["outputs"] = _outputs(run.tasks, wrapper.reference(example), raw)
-    spec["model"] = {"file": os.path.relpath(out.resolve(), preprocess.resolve().parent), "format": format, "raw": raw,
-                     "architecture": name, "run": str(Path(run_dir).resolve()), "torch": torch.__version__}
+    encoders = preprocess_spec(run.preprocessor, groups)
+    about = {"file": os.path.relpath(out.resolve(), preprocess.resolve().parent), "format": format, "raw": raw,
+             "architecture": name, "run": str(Path(run_dir).resolve()), "torch": torch.__version__}
+    spec = {"format": encoders["format"], "version": encoders["version"], "model": about, "inputs": encoders["inputs"],
+            "outputs": _outputs(run.tasks, wrapper.reference(example), raw), "features": encoders["features"]}
     make_dirs(out.parent)
     make_dirs(preprocess.parent)
     try:
@@ -105,8 +106,8 @@ def export_run(run_dir: str | os.PathLike, out: str | os.PathLike, format: str =
                                           {PREPROCESS: json.dumps({k: v for k, v in spec.items() if k != "model"})})
     except ExportError as exc:
         raise ExportError(f"{name} could not be exported to {format}: {exc}") from None
-    spec["model"].update(info)
-    text = json.dumps({"format": spec.pop("format"), "version": spec.pop("version"), "model": spec.pop("model"), **spec}, indent=1)
+    about.update(info)
+    text = json.dumps(spec, indent=1)
     atomic_write_text(preprocess, text)
     spec = json.loads(text)
     reference = preprocess.with_name(REFERENCE)
