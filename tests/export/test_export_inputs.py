@@ -2,7 +2,8 @@
 exported model equals ``Run.predict``: images (uint8 pixels in, the model normalises them; the
 reference preprocessor takes decoded pixels), dense tensors read by convolutional columns, text read
 by the ``tokens`` encoder's packed BiLSTM and by ``lstm`` columns (exported to ONNX by the
-TorchScript-based exporter, since ``torch.export`` cannot capture packed sequences)."""
+TorchScript-based exporter, since ``torch.export`` cannot capture packed sequences), behaviour
+sequences (with empty histories) through DUPN's LSTM and property-gated cell."""
 
 from __future__ import annotations
 
@@ -18,7 +19,11 @@ import polytask
 from polytask.export import FORMATS, export_run
 from polytask.export.reference import ReferencePreprocessor
 
+pytestmark = pytest.mark.slow  # six small trainings and twelve exports: ~25 s on an idle 2-core machine
+
 TEXT = {"sequence": [{"name": "text", "separator": " ", "max_len": 6}]}
+BEHAVIOUR = {"sequence": [{"name": "text", "separator": " ", "max_len": 6}, {"name": "kind", "separator": " ", "max_len": 6}],
+             "numeric": ["x"]}
 CASES = {
     "image_cnn": ({"image": [{"name": "img", "channels": 1, "size": 24}], "numeric": ["x"]},
                   {"name": "shared_bottom", "encoder": "cnn", "bottom_hidden": [4]}),
@@ -26,12 +31,16 @@ CASES = {
                           {"name": "cross_stitch", "columns": "cnn", "hidden": [4], "column_params": {"kernel_size": 3}}),
     "tokens_encoder": ({**TEXT, "numeric": ["x"]}, {"name": "mmoe", "encoder": "tokens", "encoder_params": {"dim": 8}}),
     "lstm_columns": (TEXT, {"name": "sluice", "columns": "lstm", "hidden": [4]}),
+    # a behaviour sequence (item + property) through DUPN's LSTM, and through its property-gated cell
+    "dupn_lstm": (BEHAVIOUR, {"name": "dupn", "hidden_size": 8, "attention_dim": 8, "embedding_dim": 4}),
+    "dupn_property_gated": (BEHAVIOUR, {"name": "dupn", "hidden_size": 8, "attention_dim": 8, "embedding_dim": 4,
+                                        "cell": "property_gated"}),
 }
 
 
 def table(n: int, seed: int) -> pa.Table:
     rng = np.random.default_rng(seed)
-    rows: dict[str, list] = {"img": [], "vec": [], "x": [], "text": [], "y": []}
+    rows: dict[str, list] = {"img": [], "vec": [], "x": [], "text": [], "kind": [], "y": []}
     for _ in range(n):
         pixels = rng.integers(0, 255, (24, 24), dtype=np.uint8)
         png = io.BytesIO()
@@ -39,7 +48,9 @@ def table(n: int, seed: int) -> pa.Table:
         rows["img"].append(png.getvalue())
         rows["vec"].append(rng.normal(size=64).tolist())
         rows["x"].append(float(rng.normal()))
-        rows["text"].append(" ".join(f"w{j}" for j in rng.integers(0, 9, rng.integers(1, 7))))
+        words = rng.integers(0, 9, rng.integers(0, 7))
+        rows["text"].append(" ".join(f"w{j}" for j in words))
+        rows["kind"].append(" ".join(rng.choice(["view", "buy"], len(words))))
         rows["y"].append(int(pixels.mean() > 127))
     return pa.table(rows)
 

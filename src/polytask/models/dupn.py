@@ -71,6 +71,7 @@ from polytask.encoders.base import check_task_levels
 from polytask.errors import ConfigError
 from polytask.models.base import MultiTaskModel
 from polytask.nn import TaskHeads
+from polytask.nn.sequence import steps_to_run
 from polytask.registry import MODELS
 from polytask.tasks import Task
 
@@ -117,7 +118,7 @@ class PropertyGatedLSTM(nn.Module):
     def forward(self, x: Tensor, p: Tensor | None, mask: Tensor) -> Tensor:
         b, length, _ = x.shape
         hsz = self.hidden_size
-        steps = int(mask.sum(1).max()) if mask.numel() else 0
+        steps = steps_to_run(mask.sum(1), length)
         gx = self.x2h(x[:, :steps])  # [B, S, 4H]
         if self.p2h is not None and p is not None:
             gi, gf, go = self.p2h(p[:, :steps]).split(hsz, dim=-1)
@@ -237,8 +238,8 @@ class DUPN(MultiTaskModel):
     def _steps(self, features: dict[str, Tensor]) -> tuple[Tensor, Tensor | None, Tensor]:
         """(combined step input [B, L, *], properties or None (property_gated), valid-step mask [B, L])."""
         ids = [features[f"seq:{name}"] for name in self.sequence_names]
-        shapes = {name: tuple(t.shape) for name, t in zip(self.sequence_names, ids)}
-        if len(set(shapes.values())) > 1:
+        if any(t.shape != ids[0].shape for t in ids[1:]):  # compared as sizes (traced sizes do not hash)
+            shapes = {name: list(t.shape) for name, t in zip(self.sequence_names, ids)}
             raise ValueError(f"DUPN: the behaviour sequences must be aligned (same [B, max_len]), got {shapes}")
         lengths = (ids[0] > 0).sum(1)
         mask = torch.arange(ids[0].shape[1], device=ids[0].device).unsqueeze(0) < lengths.unsqueeze(1)
@@ -265,7 +266,7 @@ class DUPN(MultiTaskModel):
             # valid steps are a prefix and the LSTM is causal, so h_t at a valid step never reads
             # padding: run over the batch's longest history only (no packing needed); outputs at
             # padded steps are zeroed and get zero attention weight
-            steps = int(lengths.max()) if lengths.numel() else 0
+            steps = steps_to_run(lengths, x.shape[1])
             h = x.new_zeros(x.shape[0], x.shape[1], self.hidden_size)
             if steps:
                 h[:, :steps] = self.rnn(x[:, :steps])[0] * mask[:, :steps, None].to(x.dtype)

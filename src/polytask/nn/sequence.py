@@ -25,3 +25,14 @@ def run_packed(rnn: nn.RNNBase, x: Tensor, lengths: Tensor) -> Tensor:
     A row without tokens runs over one (padding) step: the caller masks its output."""
     packed = pack_padded_sequence(x, lengths.clamp_min(1).cpu(), batch_first=True, enforce_sorted=False)
     return pad_packed_sequence(rnn(packed)[0], batch_first=True, total_length=x.shape[1])[0]
+
+
+def steps_to_run(lengths: Tensor, width: int) -> int:
+    """How many leading steps a causal recurrent layer must run over for rows of these
+    ``lengths`` (valid prefixes of ``width`` steps): the batch's longest, which saves the steps
+    every row pads; all ``width`` while the model is traced or exported (a size read from the data
+    cannot be captured in a graph, and the steps past a row's length change none of its valid
+    outputs)."""
+    if torch.jit.is_tracing() or torch.compiler.is_compiling() or torch.onnx.is_in_onnx_export():
+        return width
+    return int(lengths.max()) if lengths.numel() else 0
