@@ -96,3 +96,25 @@ def test_streaming_refusals(files, tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match="empty: the directory holds no file"):
         polytask.fit(train=tmp_path / "empty", features=FEATURES, tasks=TASKS, **TRAIN)
+
+
+class Killed(KeyboardInterrupt):
+    """A kill as seen in process: the .partial directory is kept."""
+
+
+def test_an_interrupted_streamed_run_resumes_bit_identical(files, tmp_path):
+    import torch
+
+    def kill_after_first(trainer, record):
+        if record["epoch"] == 1:
+            raise Killed
+
+    common = dict(validation=files / "valid", features=FEATURES, tasks=TASKS,
+                  overrides=["data.stream.shuffle_buffer=500", "data.split.test=0"], **TRAIN)
+    whole = polytask.fit(train=files / "train", out=tmp_path / "whole", **common)
+    with pytest.raises(Killed):
+        polytask.fit(train=files / "train", out=tmp_path / "stopped", callbacks=[kill_after_first], **common)
+    resumed = polytask.fit(train=files / "train", out=tmp_path / "stopped", resume=True, **common)
+    a, b = whole.model.state_dict(), resumed.model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert resumed.metrics == whole.metrics
