@@ -138,3 +138,16 @@ def test_the_torchscript_file_carries_its_inputs_and_outputs(exports):
     carried = json.loads(extra["preprocess.json"])
     assert [o["name"] for o in carried["outputs"]] == ["click", "segment", "spend"]
     assert [i["name"] for i in carried["inputs"]] == ["numeric", "categorical"]
+
+
+def test_the_onnx_file_passes_the_checker_with_a_symbolic_batch_axis(exports):
+    import onnx
+
+    model = onnx.load(str(exports[("onnx", False)].model))
+    onnx.checker.check_model(model)
+    graph = model.graph
+    assert [i.name for i in graph.input] == ["numeric", "categorical"]
+    assert [o.name for o in graph.output] == ["click", "segment", "spend"]
+    for value in [*graph.input, *graph.output]:
+        first = value.type.tensor_type.shape.dim[0]
+        assert first.dim_param and not first.HasField("dim_value"), value.name

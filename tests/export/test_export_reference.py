@@ -166,3 +166,12 @@ def test_a_missing_column_and_a_foreign_file_are_refused(every_type_preprocessor
         pre(data)
     with pytest.raises(ValueError, match="not a polytask preprocess.json"):
         ReferencePreprocessor({"format": "something else"})
+
+
+def test_equal_keys_of_different_types_keep_their_own_text():
+    spec = {"format": "polytask-preprocess", "version": 1,
+            "inputs": [{"name": "categorical", "group": "categorical", "dtype": "int32", "shape": ["batch", 1]}],
+            "features": [{"name": "c", "type": "categorical", "input": "categorical", "vocabulary": ["1", "true", "1.5"],
+                          "first_id": 1, "unknown_id": 0}]}
+    ids = ReferencePreprocessor(spec)({"c": [True, 1, 1.0, "1", None, float("nan"), 1.5, np.int64(1), "x"]})["categorical"]
+    assert ids[:, 0].tolist() == [2, 1, 1, 1, 0, 0, 3, 1, 0]

@@ -114,12 +114,12 @@ class ReferencePreprocessor:
         return {f["input"]: x.astype(np.float32)[:, None]}
 
     def _categorical(self, f: Mapping[str, Any], values: Sequence[Any]) -> dict[str, np.ndarray]:
-        texts = _texts(values)
         if f.get("hash_buckets") is not None:
-            ids = [hash_id(t, f["hash_buckets"]) for t in texts]
+            buckets = f["hash_buckets"]
+            ids = _memoised(values, lambda v: hash_id(text(v), buckets))
         else:
             lookup, unknown = self._ids[f["name"]], f["unknown_id"]
-            ids = [lookup.get(t, unknown) if t is not None else unknown for t in texts]
+            ids = _memoised(values, lambda v: lookup.get(text(v), unknown))
         return {f["input"]: np.asarray(ids, dtype=np.int64).reshape(-1, 1)}
 
     def _sequence(self, f: Mapping[str, Any], values: Sequence[Any]) -> dict[str, np.ndarray]:
@@ -240,6 +240,23 @@ def text(v: Any) -> str | None:
 
 def _texts(values: Sequence[Any]) -> list[str | None]:
     return [text(v) for v in values]
+
+
+def _memoised(values: Sequence[Any], convert: Any) -> list[Any]:
+    """``[convert(v) for v in values]``, converting each distinct value once (a column holds few).
+    Keyed by type and value: ``True``, ``1`` and ``1.0`` are equal dict keys but different texts."""
+    memo: dict[Any, Any] = {}
+    out = []
+    for v in values:
+        key = (type(v), v)
+        try:
+            out.append(memo[key])
+        except KeyError:
+            memo[key] = result = convert(v)
+            out.append(result)
+        except TypeError:  # an unhashable value
+            out.append(convert(v))
+    return out
 
 
 def _items(v: Any, separator: str, column: str, row: int) -> list[Any]:
