@@ -9,8 +9,9 @@ Per epoch:
    touches (all of them whole but at most two, which it shares with a neighbour and slices). Every
    row is in exactly one range, so an epoch sees every row exactly once across the processes.
 3. **Decoding.** A background thread reads the process's row groups ``read_rows`` rows at a time
-   (only the columns the preprocessor needs) and encodes them with the fitted preprocessor, a couple
-   of chunks ahead of training (pyarrow and numpy release the GIL, so decoding overlaps the step).
+   (only the columns the preprocessor needs), encodes them with the fitted preprocessor and runs
+   them through the shuffle buffer, a couple of blocks ahead of training (pyarrow, numpy and torch
+   release the GIL, so this overlaps the training step); the training loop only cuts batches.
 4. **Shuffle buffer.** Encoded rows gather in a buffer of at most ``shuffle_buffer`` rows (plus the
    chunk being added); when it is full it is permuted and all but half of it leaves for batches,
    so rows from different row groups and files mix while memory stays bounded by the buffer, not
@@ -98,39 +99,59 @@ def rank_slices(units: list[RowGroup], rank: int, world_size: int) -> list[tuple
 class ShuffleBuffer:
     """Rows in, rows out in a random order, holding at most ``capacity`` rows plus one chunk.
 
-    When the held rows reach ``capacity`` they are permuted and all but ``capacity // 2`` leave;
-    the rest stay to mix with the next chunks. :attr:`peak_rows` records the most rows held."""
+    The rows live in preallocated slots (``capacity + chunk`` rows per tensor, allocated at the
+    first chunk): a chunk is written into free slots, and when the held rows reach ``capacity``
+    all but ``capacity // 2`` of them, drawn at random, are gathered out and their slots freed.
+    Every row is copied twice (in and out), whatever the buffer's size. :attr:`peak_rows` records
+    the most rows held."""
 
     def __init__(self, capacity: int, generator: torch.Generator) -> None:
         self.capacity, self.generator = capacity, generator
-        self.parts: list[Batch] = []
-        self.rows = 0
+        self.pool: Batch | None = None
+        self.used = torch.empty(0, dtype=torch.long)  # slots holding a row, in arrival order
+        self.free = torch.empty(0, dtype=torch.long)
         self.peak_rows = 0
 
-    def _shuffled(self) -> Batch:
-        pool = concat(self.parts)
-        return take(pool, torch.randperm(len(pool), generator=self.generator))
+    @property
+    def rows(self) -> int:
+        return len(self.used)
+
+    def _store(self, chunk: Batch) -> None:
+        if self.pool is None:
+            size = self.capacity + len(chunk)
+            self.pool = Batch(*({k: v.new_empty((size, *v.shape[1:])) for k, v in d.items()}
+                                for d in (chunk.features, chunk.labels, chunk.masks, chunk.weights)))
+            self.free = torch.arange(size)
+        if len(chunk) > len(self.free):  # a chunk larger than the first one: grow the slots
+            extra = len(chunk) - len(self.free)
+            size = len(self.pool)
+            self.pool = concat([self.pool, cut(chunk, 0, extra)])  # contents irrelevant: free slots
+            self.free = torch.cat([self.free, torch.arange(size, size + extra)])
+        slots, self.free = self.free[: len(chunk)], self.free[len(chunk):]
+        for mine, theirs in zip((self.pool.features, self.pool.labels, self.pool.masks, self.pool.weights),
+                                (chunk.features, chunk.labels, chunk.masks, chunk.weights)):
+            for k, v in theirs.items():
+                mine[k].index_copy_(0, slots, v)
+        self.used = torch.cat([self.used, slots])
+
+    def _gather(self, count: int) -> Batch:
+        """``count`` held rows drawn at random (in random order); their slots are freed."""
+        order = torch.randperm(len(self.used), generator=self.generator)
+        out, self.used = self.used[order[:count]], self.used[order[count:]]
+        self.free = torch.cat([self.free, out])
+        return take(self.pool, out)
 
     def add(self, chunk: Batch) -> Batch | None:
         """Hold ``chunk``; the rows that leave (shuffled), if the buffer filled up."""
-        self.parts.append(chunk)
-        self.rows += len(chunk)
+        self._store(chunk)
         self.peak_rows = max(self.peak_rows, self.rows)
         if self.rows < self.capacity:
             return None
-        pool = self._shuffled()
-        keep = self.capacity // 2
-        out, rest = cut(pool, 0, len(pool) - keep), cut(pool, len(pool) - keep, len(pool))
-        self.parts, self.rows = ([rest] if keep else []), keep
-        return out
+        return self._gather(self.rows - self.capacity // 2)
 
     def drain(self) -> Batch | None:
         """Every row still held, shuffled."""
-        if not self.rows:
-            return None
-        out = self._shuffled()
-        self.parts, self.rows = [], 0
-        return out
+        return self._gather(self.rows) if self.rows else None
 
 
 class ParquetStream:
@@ -202,10 +223,22 @@ class ParquetStream:
                 part = table.slice(a, min(self.read_rows, stop - a))
                 yield self.pre.transform(part, source, with_labels=self.with_labels).all()
 
-    def _prefetched(self, slices: list[tuple[RowGroup, int, int]]) -> Iterator[Batch]:
-        """:meth:`_encoded` run by a background thread, ``prefetch`` chunks ahead."""
+    def _shuffled(self, slices: list[tuple[RowGroup, int, int]], buffer: ShuffleBuffer | None) -> Iterator[Batch]:
+        """Encoded rows of ``slices`` in blocks, in the order they leave the shuffle ``buffer``
+        (file order without one)."""
+        for chunk in self._encoded(slices):
+            rows = buffer.add(chunk) if buffer is not None else chunk
+            if rows is not None:
+                yield rows
+        rest = buffer.drain() if buffer is not None else None
+        if rest is not None:
+            yield rest
+
+    def _prefetched(self, blocks: Iterator[Batch]) -> Iterator[Batch]:
+        """``blocks`` produced by a background thread, ``prefetch`` blocks ahead: reading, decoding,
+        encoding and shuffling overlap the training step (pyarrow, numpy and torch release the GIL)."""
         if self.prefetch < 1:
-            yield from self._encoded(slices)
+            yield from blocks
             return
         out: queue.Queue = queue.Queue(maxsize=self.prefetch)
         stop = threading.Event()
@@ -213,7 +246,7 @@ class ParquetStream:
 
         def work() -> None:
             try:
-                for chunk in self._encoded(slices):
+                for chunk in blocks:
                     while not stop.is_set():
                         try:
                             out.put(chunk, timeout=0.1)
@@ -273,19 +306,12 @@ class ParquetStream:
                 yield concat(parts)
                 want = next(sizes, 0)
 
-        for chunk in self._prefetched(self.slices(epoch)):
-            rows = buffer.add(chunk) if buffer is not None else chunk
-            if rows is not None:
-                pending.append(rows)
-                held += len(rows)
-                yield from ready()
+        for rows in self._prefetched(self._shuffled(self.slices(epoch), buffer)):
+            pending.append(rows)
+            held += len(rows)
+            yield from ready()
         if buffer is not None:
-            rest = buffer.drain()
-            if rest is not None:
-                pending.append(rest)
-                held += len(rest)
             self.peak_rows = buffer.peak_rows
-        yield from ready()
 
 
 class StreamSchedule:
