@@ -72,6 +72,7 @@ def test_records_and_numpy_columns_give_the_same_arrays(census):
     columns = table.to_pydict()
     records = [dict(zip(columns, row)) for row in zip(*columns.values())]
     assert_same(pre, table, records)
+    assert_same(pre, table, table)  # a pyarrow Table
     assert_same(pre, table, {k: np.asarray(v) if k == "age" else v for k, v in columns.items()})
 
 

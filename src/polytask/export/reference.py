@@ -19,9 +19,10 @@ scaled per element. Values compare as text the way polytask compares them: ``3``
 each row as a uint8 array ``[C, H, W]`` of the recorded size (polytask decodes with Pillow and
 resizes bilinearly with antialiasing).
 
-Input: a dict of columns (lists or numpy arrays) or a list of records (dicts). Output: a dict
-``{input name: array}`` in the model's input order (``preprocess.json``'s ``inputs``). A value a
-column cannot take raises ``ValueError`` naming the column and row.
+Input: a dict of columns (lists or numpy arrays), a list of records (dicts), a pandas DataFrame or
+a pyarrow Table. Output: a dict ``{input name: array}`` in the model's input order
+(``preprocess.json``'s ``inputs``). A value a column cannot take raises ``ValueError`` naming the
+column and row.
 """
 
 from __future__ import annotations
@@ -180,7 +181,9 @@ class ReferencePreprocessor:
 
 # -- value conversion, as polytask's encoders do it -----------------------------------------------
 def _columns(data: Any) -> dict[str, Sequence[Any]]:
-    """A dict of columns from a dict of columns, a pandas DataFrame or a list of records."""
+    """A dict of columns from a dict of columns, a pandas DataFrame, a pyarrow Table or a list of records."""
+    if hasattr(data, "to_pydict"):  # a pyarrow Table or RecordBatch
+        data = data.to_pydict()
     if isinstance(data, Mapping) or hasattr(data, "columns"):
         return {str(k): list(data[k]) if not isinstance(data[k], np.ndarray) else data[k] for k in data}
     records = list(data)
