@@ -215,7 +215,7 @@ def _train_run(
         torch.set_num_threads(cfg.train.threads)
 
     # 1. data and every check on it, before anything is trained or written
-    splits = load_splits(cfg.data, data_dir, tables=tables)
+    splits = load_splits(cfg.data, data_dir, tables=tables, stream=True)  # a streamed set stays streamed
     if splits.inferred and launch.is_main:
         _show_inference(splits.inferred)
     pre = Preprocessor(splits.features, splits.tasks)

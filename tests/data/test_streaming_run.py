@@ -83,6 +83,12 @@ def test_carved_validation_and_test_are_whole_row_groups(files, tmp_path):
     assert all(r % 50 == 0 and r > 0 for r in data["rows"].values())  # 250, 200 and 50-row row groups
     assert data["rows"]["validation"] >= 800 and data["rows"]["test"] >= 400
     assert "validation" in run.metrics and "test" in run.metrics
+    # what `polytask evaluate RUN` reads again: the same carved row groups, read whole
+    from polytask.data.sources import load_splits
+
+    again = load_splits(run.config.data)
+    assert again.stream is None and again.test.num_rows == data["rows"]["test"]
+    assert run.evaluate(again.test)["click"]["auc"] == pytest.approx(run.metrics["test"]["click"]["auc"], rel=1e-6)
 
 
 def test_streaming_refusals(files, tmp_path):

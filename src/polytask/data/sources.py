@@ -278,13 +278,16 @@ def load_sources(config: DataConfig, data_dir: str | os.PathLike | None = None) 
 
 
 def load_splits(
-    config: DataConfig, data_dir: str | os.PathLike | None = None, tables: dict[str, pa.Table] | None = None
+    config: DataConfig, data_dir: str | os.PathLike | None = None, tables: dict[str, pa.Table] | None = None,
+    *, stream: bool = False,
 ) -> Splits:
     """Read and split the data named by ``config``; validate tasks and feature declarations.
 
     ``tables`` supplies in-memory splits (from the Python API) in place of files. A streamed
-    training set (a directory or glob of Parquet files, or ``data.stream``) gives splits of
-    :class:`~polytask.data.stream_files.ParquetFiles` (:mod:`polytask.data.stream_sources`).
+    training set (a directory or glob of Parquet files, or ``data.stream``) gives, with
+    ``stream`` (training), splits of :class:`~polytask.data.stream_files.ParquetFiles` to stream
+    (:mod:`polytask.data.stream_sources`); without it the same splits (the same carved row groups)
+    read whole, for the commands that read a run's data again (evaluate, report, baselines).
     """
     from polytask.data.stream_sources import load_streamed, stream_settings
 
@@ -298,7 +301,14 @@ def load_splits(
     tables = tables or {}
     settings = stream_settings(config) if config.dataset is None and "train" not in tables else None
     if settings is not None:
-        return load_streamed(config, settings)
+        splits = load_streamed(config, settings)
+        if stream:
+            return splits
+        for name in ("train", "validation", "test"):
+            if getattr(splits, name) is not None:
+                setattr(splits, name, getattr(splits, name).to_table())
+        splits.stream = None
+        return splits
 
     def read(split: str) -> pa.Table:
         return tables[split] if split in tables else read_table(getattr(config, split))

@@ -130,6 +130,16 @@ class ParquetFiles:
             for start in range(0, table.num_rows, read_rows):
                 yield unit, table.slice(start, read_rows)
 
+    def to_table(self) -> pa.Table:
+        """Every row of these row groups as one table, read whole (for the commands that read a
+        run's splits again: evaluate, report, baselines; training streams instead)."""
+        tables = [self.read(u, list(self.schemas[u.file].names)).replace_schema_metadata(None) for u in self.units]
+        try:
+            table = pa.concat_tables(tables, promote_options="permissive")
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+            raise DataError(f"{self.path}: the files cannot be stacked into one table: {' '.join(str(exc).split())}") from None
+        return tag_source(table, self.paths[self.units[0].file])
+
     def select(self, units: list[RowGroup]) -> ParquetFiles:
         """The same files restricted to ``units`` (a carved validation or test part)."""
         part = object.__new__(ParquetFiles)
