@@ -1,12 +1,12 @@
 """ONNX export of an :class:`~polytask.export.wrapper.ExportWrapper` with a dynamic batch axis.
 
-``torch.onnx.export`` with ``dynamo=True`` (``torch.export``, the default since torch 2.9) is tried
-first: it exports every tabular architecture, including ops the TorchScript-based exporter lacks
-(ESMM's ``logaddexp``, sluice's transposes). Models it cannot capture (packed LSTMs of the
-``tokens`` encoder, whose shapes depend on the data) are then exported by the TorchScript-based
-exporter (``dynamo=False``), which maps packed sequences to ONNX LSTMs with sequence lengths. The
-first file that passes ``onnx.checker`` and reproduces PyTorch with onnxruntime on batches of 1, 5
-and 64 rows is kept.
+``torch.onnx.export`` with ``dynamo=True`` (``torch.export``, torch 2.13's default) is tried first:
+it exports every tabular, image and behaviour-sequence model, including ops the TorchScript-based
+exporter lacks (ESMM's ``logaddexp``). Models it cannot capture (the packed LSTMs of the ``tokens``
+encoder, of ``lstm`` columns and of JMT, whose shapes depend on the data) are then exported by the
+TorchScript-based exporter (``dynamo=False``), which maps packed sequences to ONNX LSTMs with
+sequence lengths. The first file that passes ``onnx.checker`` and reproduces PyTorch with
+onnxruntime on batches of 1, 5 and 64 rows is kept.
 """
 
 from __future__ import annotations
