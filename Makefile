@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test bench bench-speed bench-synthetic bench-census bench-weighting bench-esmm bench-dupn bench-nlp bench-vision clean
+.PHONY: install demo test bench bench-speed bench-synthetic bench-census bench-weighting bench-esmm bench-dupn bench-nlp bench-vision bench-streaming clean
 
 install: $(STAMP)
 
@@ -20,7 +20,7 @@ demo: install
 test: install
 	$(BIN)/python -m pytest -q
 
-bench: install bench-speed bench-synthetic bench-census bench-weighting bench-esmm bench-dupn bench-nlp bench-vision
+bench: install bench-speed bench-synthetic bench-census bench-weighting bench-esmm bench-dupn bench-nlp bench-vision bench-streaming
 
 bench-speed: install
 	PYTHON=$(BIN)/python bash benchmarks/speed/install_peers.sh
@@ -41,6 +41,9 @@ bench-nlp: install
 
 bench-vision: install
 	$(BIN)/python benchmarks/vision.py
+
+bench-streaming: install
+	$(BIN)/python benchmarks/streaming.py
 
 bench-esmm: install
 	$(BIN)/python benchmarks/esmm.py
