@@ -21,7 +21,6 @@ from torch import Tensor, nn
 from polytask.data.schema import InputSpec
 from polytask.models.base import MultiTaskModel
 from polytask.nn import Gates, ParallelMLP, TaskHeads
-from polytask.nn.experts import gate_entropy
 from polytask.registry import MODELS
 from polytask.tasks import Task
 
@@ -74,13 +73,16 @@ class MMoE(MultiTaskModel):
         return self.read_out(self.heads(mixed), features)
 
     def diagnostics(self) -> dict[str, Any]:
-        """Mean gate weight of every expert per task over the last batch (``{"gates": {task: [E]}}``)
-        and each gate's mean per-row entropy in nats (``{"gate_entropy": {task: h}}``)."""
-        if self.gates.last is None:
+        """Mean gate weight of every expert per task (``{"gates": {task: [E]}}``) and each gate's
+        mean per-row entropy in nats (``{"gate_entropy": {task: h}}``): over every row of the latest
+        evaluation pass (the validation split, when the trainer logs them), else over the last batch
+        (:class:`~polytask.nn.experts.GateRecord`)."""
+        summary = self.gates.record.summary()
+        if summary is None:
             return {}
-        mean = self.gates.last.mean(dim=1).tolist()  # [G, E]
+        mean, entropy = summary  # [G, E], [G]
         names = ["shared"] if self.one_gate else self.task_names
-        return {"gates": dict(zip(names, mean)), "gate_entropy": dict(zip(names, gate_entropy(self.gates.last).tolist()))}
+        return {"gates": dict(zip(names, mean.tolist())), "gate_entropy": dict(zip(names, entropy.tolist()))}
 
 
 @MODELS.register("omoe")

@@ -19,7 +19,6 @@ from torch import Tensor, nn
 from polytask.data.schema import InputSpec
 from polytask.models.base import MultiTaskModel
 from polytask.nn import TaskHeads
-from polytask.nn.experts import gate_entropy
 from polytask.nn.extraction import ExtractionLayer
 from polytask.registry import MODELS
 from polytask.tasks import Task
@@ -79,12 +78,15 @@ class PLE(MultiTaskModel):
 
     def diagnostics(self) -> dict[str, Any]:
         """Mean gate weight per task over its selected experts (own, then shared), per level, and
-        each task gate's mean per-row entropy in nats (``gate_entropy``, same nesting)."""
+        each task gate's mean per-row entropy in nats (``gate_entropy``, same nesting): over every
+        row of the latest evaluation pass (the validation split, when the trainer logs them), else
+        over the last batch (:class:`~polytask.nn.experts.GateRecord`)."""
         out, entropy = {}, {}
         for j, level in enumerate(self.levels):
-            if level.last_gates is not None:
-                out[f"level{j}"] = dict(zip(self.task_names, level.last_gates.mean(dim=1).tolist()))
-                entropy[f"level{j}"] = dict(zip(self.task_names, gate_entropy(level.last_gates).tolist()))
+            summary = level.record.summary()
+            if summary is not None:
+                out[f"level{j}"] = dict(zip(self.task_names, summary[0].tolist()))
+                entropy[f"level{j}"] = dict(zip(self.task_names, summary[1].tolist()))
         return {"gates": out, "gate_entropy": entropy} if out else {}
 
 

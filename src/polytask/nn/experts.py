@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from polytask.nn.capture import capturing
 from polytask.nn.mlp import activation, check_widths
 
 
@@ -87,24 +88,77 @@ def gate_entropy(weights: Tensor) -> Tensor:
     return -(w * torch.log(w.clamp_min(1e-12))).sum(-1).mean(-1)
 
 
+class GateRecord(nn.Module):
+    """What the diagnostics read of a gate's weights ``[G, B, E]``: the last batch's, and while the
+    model is in eval mode the mean weight of every expert and the mean per-row entropy over every
+    row since the mode was set. Each ``model.eval()`` (every evaluation pass) starts a new mean, so
+    the logged gates describe the whole validation split rather than its last, possibly small,
+    batch. In training mode only the last batch is kept (no extra work per step); nothing is
+    recorded while the model is traced or exported (:func:`~polytask.nn.capture.capturing`)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.last: Tensor | None = None
+        self._clear()
+
+    def _clear(self) -> None:
+        self.rows = 0
+        self.weight_sum: Tensor | None = None
+        self.entropy_sum: Tensor | None = None
+
+    def train(self, mode: bool = True) -> GateRecord:
+        self._clear()  # a new pass starts with every change of mode
+        return super().train(mode)
+
+    def forward(self, weights: Tensor) -> None:
+        if capturing():
+            return
+        w = weights.detach()
+        self.last = w
+        if self.training:
+            return
+        f = w.float()
+        sums = f.sum(1)  # [G, E]
+        entropy = -(f * torch.log(f.clamp_min(1e-12))).sum(-1).sum(-1)  # [G]
+        if self.rows:
+            self.weight_sum, self.entropy_sum = self.weight_sum + sums, self.entropy_sum + entropy
+        else:
+            self.weight_sum, self.entropy_sum = sums, entropy
+        self.rows += w.shape[1]
+
+    def summary(self) -> tuple[Tensor, Tensor] | None:
+        """``(mean weight [G, E], mean per-row entropy in nats [G])`` over the rows of the current
+        evaluation pass, else over the last batch; None before any forward pass."""
+        if self.rows:
+            return self.weight_sum / self.rows, self.entropy_sum / self.rows
+        if self.last is None:
+            return None
+        return self.last.float().mean(1), gate_entropy(self.last)
+
+
 class Gates(nn.Module):
     """``num_gates`` softmax gates over ``num_experts``, computed as one linear map of the gate input.
 
     As in MMoE (Ma et al., KDD 2018, Eq. 5): ``g^k(x) = softmax(W_gk x)``, linear on the raw input
-    with no bias by default. Returns ``[num_gates, B, num_experts]`` and keeps the last batch's
-    weights (detached) for diagnostics.
+    with no bias by default. Returns ``[num_gates, B, num_experts]``; :attr:`record` keeps what the
+    diagnostics read (:class:`GateRecord`).
     """
 
     def __init__(self, in_dim: int, num_experts: int, num_gates: int, *, bias: bool = False) -> None:
         super().__init__()
         self.num_experts, self.num_gates = num_experts, num_gates
         self.proj = nn.Linear(in_dim, num_gates * num_experts, bias=bias)
-        self.last: Tensor | None = None
+        self.record = GateRecord()
+
+    @property
+    def last(self) -> Tensor | None:
+        """The last batch's weights ``[G, B, E]`` (detached)."""
+        return self.record.last
 
     def forward(self, x: Tensor) -> Tensor:
         logits = self.proj(x).view(x.shape[0], self.num_gates, self.num_experts)
         weights = softmax_last(logits).transpose(0, 1)  # [G, B, E]
-        self.last = weights.detach()
+        self.record(weights)
         return weights
 
     @staticmethod

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from polytask.nn.experts import ParallelLinear, ParallelMLP, softmax_last
+from polytask.nn.experts import GateRecord, ParallelLinear, ParallelMLP, softmax_last
 
 
 class ExtractionLayer(nn.Module):
@@ -45,7 +45,12 @@ class ExtractionLayer(nn.Module):
         chosen = [list(range(t * specific, (t + 1) * specific)) + list(range(num_tasks * specific, n))
                   for t in range(num_tasks)]
         self.register_buffer("chosen", torch.tensor(chosen), persistent=False)
-        self.last_gates: Tensor | None = None
+        self.record = GateRecord()  # what the diagnostics read of the task gates
+
+    @property
+    def last_gates(self) -> Tensor | None:
+        """The task gates' weights ``[T, B, m_k + m_s]`` of the last batch (detached)."""
+        return self.record.last
 
     def forward(self, task_inputs: Tensor, shared_input: Tensor) -> tuple[Tensor, Tensor | None]:
         if task_inputs.dim() == 2:
@@ -56,7 +61,7 @@ class ExtractionLayer(nn.Module):
             experts = self.experts(branches.index_select(0, self.owner))  # [n, B, H]
             gate_in = task_inputs
         weights = softmax_last(self.task_gates(gate_in))  # [T, B, m_k + m_s]
-        self.last_gates = weights.detach()
+        self.record(weights)
         selected = experts[self.chosen]  # [T, m_k + m_s, B, H]
         task_out = torch.einsum("tbe,tebh->tbh", weights, selected)
         shared_out = None

@@ -10,6 +10,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from polytask.nn.capture import capturing
+
 
 def valid_positions(ids: Tensor) -> tuple[Tensor, Tensor]:
     """``(lengths [B], mask [B, L])`` of left-aligned ids ``[B, L]`` (0 = padding): a row's valid
@@ -33,6 +35,6 @@ def steps_to_run(lengths: Tensor, width: int) -> int:
     every row pads; all ``width`` while the model is traced or exported (a size read from the data
     cannot be captured in a graph, and the steps past a row's length change none of its valid
     outputs)."""
-    if torch.jit.is_tracing() or torch.compiler.is_compiling() or torch.onnx.is_in_onnx_export():
+    if capturing():
         return width
     return int(lengths.max()) if lengths.numel() else 0

@@ -344,7 +344,8 @@ def gates(run: RunData, ctx: Context) -> str | None:
         plots.shared_legend(fig, axes)
         figures.append(plots.to_html(fig, "gate entropy over epochs"))
     parts.append(note(
-        "Gate weights are the mean over the last validation batch of each epoch. An expert is dead when its "
+        "Gate weights are the mean over every validation row of each epoch (in runs logged before "
+        "2026-11-30, over the last validation batch). An expert is dead when its "
         "utilisation (mean weight over the gates that can select it) is below 1/(10 E), E the number of experts "
         "a gate mixes; grey cells: experts a gate cannot select."))
     if entropy and not logged:
