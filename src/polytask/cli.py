@@ -99,12 +99,14 @@ def train(
 @app.command()
 def evaluate(
     run_dir: Annotated[Path, typer.Argument(help="Run directory written by `polytask train`.")],
-    data: Annotated[Optional[Path], typer.Option("--data", help="Labelled CSV/Parquet to evaluate on (default: the run's saved metrics are recomputed on its validation and test splits).")] = None,
+    data: Annotated[Optional[Path], typer.Option("--data", help="Labelled CSV/Parquet file, or a directory or glob of Parquet files (streamed), to evaluate on (default: the run's saved metrics are recomputed on its validation and test splits).")] = None,
     data_dir: DataDir = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table (a metric that is not a number is null).")] = False,
+    stream: Annotated[bool, typer.Option("--stream", help="Stream a single Parquet --data file (a directory or glob always streams).")] = False,
 ) -> None:
     """Evaluate a trained run: on a labelled file, or again on the run's own validation/test splits.
-    The table starts with each metric's mean over the tasks that have it."""
+    Parquet directories and globs (--data, or a streamed run's own splits) are streamed: only the
+    predictions and labels are held. The table starts with each metric's mean over the tasks that have it."""
     from polytask.api import load_run
     from polytask.data.sources import load_splits
     from polytask.errors import PolytaskError
@@ -116,9 +118,9 @@ def evaluate(
             run = load_run(run_dir)
             if data is not None:
                 with batch_progress(f"evaluating {data.name}"):
-                    metrics = {str(data): run.evaluate(data, source=str(data))}
+                    metrics = {str(data): run.evaluate(data, source=str(data), stream=stream)}
             else:
-                splits = load_splits(run.config.data, data_dir)
+                splits = load_splits(run.config.data, data_dir, stream=True)  # a streamed run's splits stay streamed
                 metrics = {}
                 for name in ("validation", "test"):
                     table = getattr(splits, name)
@@ -142,20 +144,34 @@ def predict(
     input: Annotated[Path, typer.Argument(help="CSV, Parquet, CoNLL-U (.conllu) or CoNLL-2000 (.conll) file with the feature columns.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Where to write predictions (.parquet or .csv; CSV gets one <task>_proba_<class> column per class; .conllu or .conll: the input sentences with the predicted labels in place of the label columns).")],
     keep: Annotated[list[str], typer.Option("--keep", help="Input columns to copy into the output (e.g. an id).")] = [],  # noqa: B006
+    stream: Annotated[bool, typer.Option("--stream", help="Stream a single Parquet file (a directory or glob always streams).")] = False,
 ) -> None:
     """Predict every task: one named column per task (probabilities for binary tasks); with a
     .conllu or .conll output, the input's sentences written back in that format with each task's
-    predicted labels (tags, heads) in its label column. The output file is replaced only once the
-    predictions are complete; on any failure it is left as it was."""
+    predicted labels (tags, heads) in its label column. A directory or glob of Parquet files (or
+    one with --stream) is streamed, row group by row group, into a .parquet or .csv output, so it
+    may be larger than memory. The output file is replaced only once the predictions are complete;
+    on any failure it is left as it was."""
     from polytask.api import load_run
+    from polytask.data.stream_files import is_file_set
+    from polytask.data.stream_predict import stream_format
     from polytask.errors import DataError, PolytaskError
     from polytask.fileio import write_predictions
     from polytask.train.progress import batch_progress
 
     try:
         fmt = _output_format(output)  # before anything is read, computed or created
+        streamed = stream or is_file_set(input)
+        if streamed:
+            stream_format(output)
         with _warnings_as_lines():
             run = load_run(run_dir)
+        if streamed:
+            with batch_progress(f"predicting {input.name}"):
+                written = run.predict_file(input, output, keep=list(keep))
+            typer.echo(f"wrote {written.rows} rows x {len(written.columns)} columns ({', '.join(written.columns)}) "
+                       f"to {output}")
+            return
         if fmt in ("conllu", "conll"):
             if keep:
                 raise DataError(f"--keep: a {output.suffix} output keeps every input column already (drop --keep)")

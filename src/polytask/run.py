@@ -42,6 +42,7 @@ from polytask.config import Config, config_from_dict
 from polytask.data.io import to_arrow
 from polytask.data.preprocessor import Preprocessor
 from polytask.data.schema import InputSpec
+from polytask.data.stream_predict import StreamedOutput
 from polytask.errors import ConfigError, DataError
 from polytask.fileio import OutputLock, atomic_path, atomic_write_text, file_ancestor, json_dumps, make_dirs, sha256_file
 from polytask.models import MultiTaskModel, create_model
@@ -69,7 +70,12 @@ class RunFileWarning(UserWarning):
 
 
 class Run:
-    """Predict with, evaluate and save a trained multi-task model."""
+    """Predict with, evaluate and save a trained multi-task model.
+
+    In memory: :meth:`predict` (arrays), :meth:`predict_table` (the output columns),
+    :meth:`predict_labels` (the input with predicted labels), :meth:`evaluate`. Larger than
+    memory: :meth:`predict_file` streams a directory, glob or file of Parquet into a Parquet or CSV
+    file, and :meth:`evaluate` streams a directory or glob of Parquet."""
 
     def __init__(
         self,
@@ -164,10 +170,53 @@ class Run:
                     table = table.append_column(name, column)
         return table
 
-    def evaluate(self, data: Any, *, source: str = "input") -> dict[str, Any]:
-        """``{task: {metric: value}}`` (plus ``loss``) on a labelled table or file."""
-        table = self.preprocessor.transform(to_arrow(data, source), source)
+    def predict_file(self, input: str | os.PathLike, output: str | os.PathLike, *, keep: list[str] | None = None,
+                     read_rows: int | None = None) -> StreamedOutput:
+        """Predict Parquet data larger than memory: ``input`` (a directory, a glob or one Parquet
+        file) is streamed in file order, ``read_rows`` rows at a time (default: the run's
+        ``data.stream.read_rows``), and each chunk's :meth:`predict_table` rows are appended to
+        ``output`` (``.parquet``, or ``.csv`` with flat columns), written atomically. Memory is
+        bounded by a row group and a chunk. Returns what was written (:class:`StreamedOutput`)."""
+        from polytask.data.stream_files import ParquetFiles
+        from polytask.data.stream_predict import check_input, predict_stream, stream_format
+        from polytask.train.progress import batch_reporter
+
+        fmt = stream_format(output)
+        files = ParquetFiles(input)
+        keep = list(keep or [])
+        pre = self.preprocessor
+        columns = check_input(files, pre.required_columns(with_labels=False), pre._optional(), keep)
+
+        def predict_chunk(rows: pa.Table, source: str) -> pa.Table:
+            return self.predict_table(rows, source=source, keep=keep, flat=fmt == "csv")
+
+        return predict_stream(files, columns, predict_chunk, output, fmt, read_rows=read_rows or self._read_rows(),
+                              report=batch_reporter())
+
+    def evaluate(self, data: Any, *, source: str = "input", stream: bool = False) -> dict[str, Any]:
+        """``{task: {metric: value}}`` (plus ``loss``) on a labelled table or file. A directory or
+        glob of Parquet files (or one Parquet file with ``stream=True``, or a
+        :class:`~polytask.data.stream_files.ParquetFiles`) is streamed in file order: only the
+        predictions, labels and masks are held, and the metrics are those of the data read whole."""
+        from polytask.data.stream_files import ParquetFiles, is_file_set
+
+        if isinstance(data, ParquetFiles) or (isinstance(data, (str, os.PathLike)) and (stream or is_file_set(data))):
+            from polytask.data.stream_split import StreamedSplit
+
+            files = data if isinstance(data, ParquetFiles) else ParquetFiles(data)
+            files.check_columns(self.preprocessor.required_columns(), self.preprocessor._optional())
+            table = StreamedSplit(files, self.preprocessor, read_rows=self._read_rows())
+        else:
+            table = self.preprocessor.transform(to_arrow(data, source), source)
         return evaluate_table(self.model, self.tasks, table, self.config.train.eval_batch_size, self.device)
+
+    def _read_rows(self) -> int:
+        """Rows read and encoded at a time when streaming: the run's ``data.stream.read_rows``."""
+        from polytask.config import StreamConfig
+        from polytask.data.streaming import DEFAULT_READ_ROWS
+
+        stream = self.config.data.stream
+        return stream.read_rows if isinstance(stream, StreamConfig) else DEFAULT_READ_ROWS
 
     # -- persistence -------------------------------------------------------------------------------
     def save_static(self, directory: str | os.PathLike) -> None:
