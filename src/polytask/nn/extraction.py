@@ -61,7 +61,7 @@ class ExtractionLayer(nn.Module):
             experts = self.experts(branches.index_select(0, self.owner))  # [n, B, H]
             gate_in = task_inputs
         weights = softmax_last(self.task_gates(gate_in))  # [T, B, m_k + m_s]
-        self.record(weights)
+        self.record.update(weights)
         selected = experts[self.chosen]  # [T, m_k + m_s, B, H]
         task_out = torch.einsum("tbe,tebh->tbh", weights, selected)
         shared_out = None
