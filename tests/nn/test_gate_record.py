@@ -22,17 +22,21 @@ def _rows(weights: torch.Tensor) -> torch.Tensor:
     return -(weights * weights.log()).sum(-1)
 
 
-def test_eval_pass_mean_over_batches_of_different_sizes():
+@pytest.mark.parametrize("flush", [1, 7, GateRecord.FLUSH])  # reduced every batch, every few, at the end
+def test_eval_pass_mean_over_batches_of_different_sizes(flush, monkeypatch):
+    monkeypatch.setattr(GateRecord, "FLUSH", flush)
     record = GateRecord().eval()
     a = torch.softmax(torch.randn(2, 5, 3), -1)
     b = torch.softmax(torch.randn(2, 1, 3), -1)  # a small last batch
-    record.update(a)
-    record.update(b)
+    c = torch.softmax(torch.randn(2, 2, 3), -1)
+    for w in (a, b, c):
+        record.update(w)
     mean, entropy = record.summary()
-    both = torch.cat([a, b], 1)
+    assert record.rows == 8
+    both = torch.cat([a, b, c], 1)
     torch.testing.assert_close(mean, both.mean(1))
     torch.testing.assert_close(entropy, _rows(both).mean(1))
-    assert torch.equal(record.last, b)
+    assert torch.equal(record.last, c)
 
 
 def test_each_change_of_mode_starts_a_new_pass_and_training_keeps_the_last_batch_only():
