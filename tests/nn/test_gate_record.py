@@ -55,6 +55,7 @@ def test_each_change_of_mode_starts_a_new_pass_and_training_keeps_the_last_batch
     assert GateRecord().summary() is None
 
 
+@pytest.mark.filterwarnings("ignore:`torch.jit.trace:DeprecationWarning")
 def test_nothing_is_recorded_while_traced():
     gates = Gates(4, 3, 2).eval()
     torch.jit.trace(gates, torch.randn(7, 4), check_trace=False)  # the check would rerun it eagerly
