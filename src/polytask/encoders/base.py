@@ -42,6 +42,18 @@ class InputEncoder(nn.Module):
     #: the text feature whose token positions give the rows (None: one row per example)
     position_feature: str | None = None
 
+    def item_width(self, name: str) -> int | None:
+        """The width of the embedding table this encoder holds for sequence feature ``name`` (one
+        it does not read itself) through ``shared_with``, else None (the default). A model that
+        embeds a sequence itself (DUPN's behaviour sequence) then reads the same vectors with
+        :meth:`item_embeddings`, so a clicked item and the candidate item stay one vector."""
+        return None
+
+    def item_embeddings(self, name: str, ids: Tensor) -> Tensor:
+        """``[*ids.shape, width]`` embeddings of sequence ids (0 = padding gives zeros) from the
+        table :meth:`item_width` says this encoder holds for ``name``."""
+        raise NotImplementedError(f"{type(self).__name__} holds no embedding table for {name!r}")
+
 
 def make_input(
     spec: InputSpec,

@@ -50,6 +50,7 @@ class TabularInput(InputEncoder):
         self.categorical = (
             FusedEmbedding(spec.cardinalities, embedding_dim, [width(n) for n in names], tables) if spec.cardinalities else None
         )
+        self._names, self._owner_field = names, owner_field
         #: sequence -> the categorical field whose rows it reads, or -> its embedding module's key
         self._sequence_fields: dict[str, int] = {}
         self._sequence_keys: dict[str, str] = {}
@@ -91,6 +92,30 @@ class TabularInput(InputEncoder):
         )
         if self.out_dim == 0:
             raise ValueError("the model has no input features")
+
+    def _item_field(self, name: str) -> int | None:
+        """The categorical field holding the table sequence ``name`` shares, if this encoder has it."""
+        if self.categorical is None:
+            return None
+        return self._owner_field.get(self.spec.shared.get(name, name))
+
+    def item_width(self, name: str) -> int | None:
+        """The width of a categorical feature's table that sequence ``name`` (read by another part
+        of the model: DUPN's behaviour sequence) shares through ``shared_with``, else None."""
+        field = self._item_field(name)
+        if field is None:
+            return None
+        start, end = self.categorical.columns[field]
+        return end - start
+
+    def item_embeddings(self, name: str, ids: Tensor) -> Tensor:
+        """Sequence ids ``[*S]`` of ``name`` -> ``[*S, width]`` rows of the shared categorical table
+        (categorical id = sequence id - 1; padding, id 0, gives zeros)."""
+        field = self._item_field(name)
+        if field is None:
+            return super().item_embeddings(name, ids)
+        rows = self.categorical.rows(field, (ids - 1).clamp_min(0))
+        return rows * (ids > 0).unsqueeze(-1).to(rows.dtype)
 
     def forward(self, features: dict[str, Tensor]) -> Tensor:
         parts: list[Tensor] = []

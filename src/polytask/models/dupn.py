@@ -212,9 +212,17 @@ class DUPN(MultiTaskModel):
         if not sequences and self.context is None:
             raise ValueError("the model has no input features")
 
-        # a list, not a ModuleDict keyed by feature name: a column may be called "items" or "a.b"
+        # a list, not a ModuleDict keyed by feature name: a column may be called "items" or "a.b".
+        # A sequence sharing a context feature's vocabulary (shared_with: the candidate item) reads
+        # the context encoder's table instead of its own (an Identity keeps the list's indices)
+        self._shared_steps = [self.context.item_width(n) if self.context is not None else None for n in sequences]
+        for name, width in zip(sequences, self._shared_steps):
+            if width is not None and width != embedding_dim:
+                raise ValueError(f"dupn: behaviour sequence {name!r} shares an embedding table of width {width} "
+                                 f"(shared_with), but DUPN embeds every step at embedding_dim={embedding_dim}")
         self.behaviour = nn.ModuleList(
-            nn.Embedding(input_spec.sequences[name], embedding_dim, padding_idx=0) for name in sequences
+            nn.Identity() if width is not None else nn.Embedding(input_spec.sequences[name], embedding_dim, padding_idx=0)
+            for name, width in zip(sequences, self._shared_steps)
         )
         user_dim = 0
         self.rnn: nn.Module | None = None
@@ -243,7 +251,8 @@ class DUPN(MultiTaskModel):
             raise ValueError(f"DUPN: the behaviour sequences must be aligned (same [B, max_len]), got {shapes}")
         lengths = (ids[0] > 0).sum(1)
         mask = torch.arange(ids[0].shape[1], device=ids[0].device).unsqueeze(0) < lengths.unsqueeze(1)
-        embs = [emb(t) for emb, t in zip(self.behaviour, ids)]
+        embs = [emb(t) if width is None else self.context.item_embeddings(name, t)
+                for name, width, emb, t in zip(self.sequence_names, self._shared_steps, self.behaviour, ids)]
 
         def join(parts: list[Tensor]) -> Tensor:
             return torch.cat(parts, dim=-1) if self.combine == "concat" else torch.stack(parts).sum(0)
