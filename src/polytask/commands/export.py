@@ -14,6 +14,7 @@ def export(
     format: Annotated[str, typer.Option("--format", "-f", help="onnx or torchscript.")] = "onnx",
     raw: Annotated[bool, typer.Option("--raw", help="Output raw model outputs (logits) instead of predictions.")] = False,
     preprocess: Annotated[Optional[Path], typer.Option("--preprocess", help="Where to write preprocess.json (default: beside the model).")] = None,
+    with_encoders: Annotated[bool, typer.Option("--with-encoders", help="ONNX: numeric and categorical encoders inside the graph; its inputs are the table's columns (numeric float64, categorical text).")] = False,
 ) -> None:
     """Export a trained run for serving: one input per feature group (numeric, categorical,
     seq:<name>, ...) with a dynamic batch axis, one output per task named after it (what `polytask
@@ -28,7 +29,7 @@ def export(
 
     try:
         with _warnings_as_lines():
-            result = export_run(run_dir, output, format, raw=raw, preprocess=preprocess)
+            result = export_run(run_dir, output, format, raw=raw, preprocess=preprocess, with_encoders=with_encoders)
     except (PolytaskError, KeyError, OSError) as exc:
         _fail(exc)
         return
@@ -37,7 +38,12 @@ def export(
     typer.echo(f"wrote {result.model} ({format}, {how}, {result.model.stat().st_size / 1024:,.0f} KiB)")
     typer.echo(f"wrote {result.preprocess} and {result.reference}")
     typer.echo("inputs:")
-    for i in result.inputs:
+    if "columns" in result.spec:  # --with-encoders: one input per column
+        for kind in ("float64", "string"):
+            names = [c["name"] for c in result.spec["columns"] if c["dtype"] == kind]
+            if names:
+                typer.echo(f"  {len(names)} {kind} columns [batch]: {_short(names)}")
+    for i in result.inputs if "columns" not in result.spec else ():
         typer.echo(f"  {i['name']}: {i['dtype']} [{', '.join(map(str, i['shape']))}]  ({_short(i['features'])})")
     typer.echo(f"outputs ({'raw: logits' if raw else 'as polytask predict'}):")
     for o in result.outputs:

@@ -49,15 +49,19 @@ class ExportResult:
 
 
 def export_run(run_dir: str | os.PathLike, out: str | os.PathLike, format: str = "onnx", *, raw: bool = False,
-               preprocess: str | os.PathLike | None = None) -> ExportResult:
+               preprocess: str | os.PathLike | None = None, with_encoders: bool = False) -> ExportResult:
     """Export the run in ``run_dir`` to ``out`` (``format``: ``onnx`` or ``torchscript``), with
     ``preprocess.json`` (at ``preprocess``, default beside ``out``) and the reference preprocessor
-    beside it. ExportError when the format is unknown, the architecture refuses, the exporter fails
-    or the exported model does not reproduce PyTorch; DataError for a run directory that does not load."""
+    beside it. ``with_encoders`` (ONNX): the numeric and categorical encoders go into the graph,
+    whose inputs are then the table's columns (:mod:`polytask.export.onnx_encoders`). ExportError
+    when the format is unknown, the architecture refuses, the exporter fails or the exported model
+    does not reproduce PyTorch; DataError for a run directory that does not load."""
     from polytask.errors import ExportError
 
     if format not in FORMATS:
         raise ExportError(f"unknown export format {format!r} (known: {', '.join(FORMATS)})")
+    if with_encoders and format != "onnx":
+        raise ExportError("--with-encoders puts the encoders into an ONNX graph: use --format onnx")
     out = Path(out)
     if out.is_dir():
         raise ExportError(f"{out}: is a directory (give a file name: -o {out / ('model' + FORMATS[format])})")
@@ -91,6 +95,14 @@ def export_run(run_dir: str | os.PathLike, out: str | os.PathLike, format: str =
              "architecture": name, "run": str(Path(run_dir).resolve()), "torch": torch.__version__}
     spec = {"format": encoders["format"], "version": encoders["version"], "model": about, "inputs": encoders["inputs"],
             "outputs": _outputs(run.tasks, wrapper.reference(example), raw), "features": encoders["features"]}
+    if with_encoders:
+        from polytask.export.onnx_encoders import encoder_refusal
+
+        reason = encoder_refusal(spec)
+        if reason:
+            raise ExportError(f"--with-encoders: {reason}; export without it and encode with {REFERENCE}")
+        spec["columns"] = [{"name": f["name"], "dtype": "float64" if f["type"] == "numeric" else "string",
+                            "shape": ["batch"]} for f in spec["features"]]
     make_dirs(out.parent)
     make_dirs(preprocess.parent)
     try:
@@ -99,6 +111,10 @@ def export_run(run_dir: str | os.PathLike, out: str | os.PathLike, format: str =
                 from polytask.export.onnx import export_onnx
 
                 info = export_onnx(wrapper, example, checks, tmp, input_names, output_names)
+                if with_encoders:
+                    from polytask.export.onnx_encoders import bake_encoders
+
+                    info.update(bake_encoders(tmp, spec, output_names))
             else:
                 from polytask.export.torchscript import export_torchscript
 
