@@ -236,6 +236,29 @@ def test_diagnostics_uniform_attention_has_entropy_log_length():
     assert d["empty_share"] == pytest.approx(0.25)
 
 
+def test_diagnostics_are_over_the_whole_evaluation_pass():
+    """evaluate_table in batches of 3 over 8 rows (the last batch: 2 rows, both empty) gives the
+    statistics of one pass over all 8 rows at once; a new model.eval() starts a new pass."""
+    from polytask.data.table import TensorTable
+    from polytask.train.evaluation import evaluate_table
+
+    m = model()
+    lengths = [4, 2, 1, 3, 4, 2, 0, 0]
+    feats = features(lengths, 4, seed=5)
+    labels = {"click": torch.zeros(8), "score": torch.zeros(8), "group": torch.zeros(8, dtype=torch.long)}
+    masks = {t: torch.ones(8, dtype=torch.bool) for t in labels}
+    table = TensorTable(feats, labels, masks)
+    evaluate_table(m, TASKS, table, batch_size=3)
+    batched = m.diagnostics()["attention"]
+    evaluate_table(m, TASKS, table, batch_size=8)
+    whole = m.diagnostics()["attention"]
+    assert batched == pytest.approx(whole, abs=1e-6)
+    assert whole["mean_length"] == pytest.approx(16 / 8) and whole["empty_share"] == pytest.approx(0.25)
+    m.train()
+    m(features([3, 3], 4, seed=6))  # training: the last batch only
+    assert m.diagnostics()["attention"]["mean_length"] == pytest.approx(3.0)
+
+
 # -- learning ------------------------------------------------------------------------------------------
 def synthetic(n: int, seed: int) -> pa.Table:
     """``y = 1`` iff the candidate item is in the history at a step of kind ``p1`` (half of the

@@ -53,7 +53,7 @@ embeddings, recurrent layer, attention: the parts a transfer to a new task reuse
 sequence feature the model is the shared context encoder under per-task towers.
 
 :attr:`DUPN.last_attention` holds the attention weights ``[B, L]`` of the last forward pass (0 on
-padding) and :meth:`diagnostics` their mean entropy.
+padding); :meth:`diagnostics` their statistics over the last evaluation pass (:class:`AttentionRecord`).
 """
 
 from __future__ import annotations
@@ -71,6 +71,7 @@ from polytask.encoders.base import check_task_levels
 from polytask.errors import ConfigError
 from polytask.models.base import MultiTaskModel
 from polytask.nn import TaskHeads
+from polytask.nn.capture import capturing
 from polytask.nn.sequence import steps_to_run
 from polytask.registry import MODELS
 from polytask.tasks import Task
@@ -137,6 +138,63 @@ class PropertyGatedLSTM(nn.Module):
         if steps < length:
             out = torch.cat([out, x.new_zeros(b, length - steps, hsz)], dim=1)
         return out
+
+
+class AttentionRecord(nn.Module):
+    """What :meth:`DUPN.diagnostics` reads of the attention: the last batch's weights and lengths,
+    and while the model is in eval mode the sums its statistics average over every row since the
+    mode was set (each ``model.eval()``, every evaluation pass, starts anew), so the logged
+    attention describes the whole validation split rather than its last batch. Nothing is
+    recorded while the model is traced or exported."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.last: tuple[Tensor, Tensor] | None = None
+        self._sums: Tensor | None = None
+
+    def train(self, mode: bool = True) -> AttentionRecord:
+        self._sums = None
+        return super().train(mode)
+
+    def update(self, weights: Tensor, lengths: Tensor) -> None:
+        if capturing():
+            return
+        self.last = (weights.detach(), lengths.detach())
+        if not self.training:
+            sums = self._batch_sums(*self.last)
+            self._sums = sums if self._sums is None else self._sums + sums
+
+    @staticmethod
+    def _batch_sums(weights: Tensor, lengths: Tensor) -> Tensor:
+        """Rows, rows with a history, rows with >= 2 steps, and the sums of entropy, normalised
+        entropy, largest weight (rows with a history) and length, as one float64 tensor."""
+        w = weights.double()
+        has, multi = lengths > 0, lengths > 1
+        entropy = torch.special.entr(w).sum(1)
+        normalized = torch.where(multi, entropy / torch.log(lengths.double().clamp_min(2)), torch.zeros_like(entropy))
+        largest = w.amax(1) if w.shape[1] else torch.zeros_like(entropy)
+        counts = torch.stack([torch.ones_like(entropy).sum(), has.double().sum(), multi.double().sum()])
+        return torch.cat([counts, torch.stack([(entropy * has).sum(), normalized.sum(), (largest * has).sum(),
+                                               lengths.double().sum()])])
+
+    def summary(self) -> dict[str, Any]:
+        """``{"attention": {entropy, normalized_entropy, max_weight, mean_length, empty_share}}``
+        (see :meth:`DUPN.diagnostics`); ``{}`` before any forward pass."""
+        sums = self._sums if self._sums is not None else (self._batch_sums(*self.last) if self.last is not None else None)
+        if sums is None:
+            return {}
+        rows, has, multi, entropy, normalized, largest, length = sums.tolist()
+        if not has:
+            return {"attention": {"empty_share": 1.0}}
+        return {
+            "attention": {
+                "entropy": entropy / has,
+                "normalized_entropy": normalized / multi if multi else math.nan,
+                "max_weight": largest / has,
+                "mean_length": length / rows,
+                "empty_share": (rows - has) / rows,
+            }
+        }
 
 
 @MODELS.register("dupn")
@@ -239,8 +297,7 @@ class DUPN(MultiTaskModel):
             user_dim = hidden_size
         self.dropout = nn.Dropout(dropout) if dropout else nn.Identity()
         self.heads = TaskHeads(tasks, user_dim + context_dim, tower_hidden, act=activation, dropout=dropout)
-        self.last_attention: Tensor | None = None
-        self.last_lengths: Tensor | None = None
+        self.record = AttentionRecord()
 
     # -- representation ----------------------------------------------------------------------------
     def _steps(self, features: dict[str, Tensor]) -> tuple[Tensor, Tensor | None, Tensor]:
@@ -283,7 +340,7 @@ class DUPN(MultiTaskModel):
             h = self.rnn(x, props, mask)
         user, weights = self.attention(h, mask, self._per_example(context, features))
         out.update(user=user, attention=weights, hidden=h, mask=mask)
-        self.last_attention, self.last_lengths = weights.detach(), lengths.detach()
+        self.record.update(weights, lengths)
         return out
 
     def _rows_per_example(self, features: dict[str, Tensor]) -> int:
@@ -320,25 +377,14 @@ class DUPN(MultiTaskModel):
             return [p for p in self.rnn.parameters() if p.requires_grad]
         return super().last_shared_parameters()
 
+    @property
+    def last_attention(self) -> Tensor | None:
+        """The attention weights ``[B, L]`` of the last forward pass (detached; 0 on padding)."""
+        return self.record.last[0] if self.record.last is not None else None
+
     def diagnostics(self) -> dict[str, Any]:
-        """Attention over the last batch: mean entropy (nats) over rows with a history, mean
-        entropy divided by ``log(length)`` over rows with >= 2 steps (1 = uniform, 0 = one step),
-        mean largest weight, mean history length, share of empty histories."""
-        if self.last_attention is None or self.last_lengths is None:
-            return {}
-        w, lengths = self.last_attention.float(), self.last_lengths
-        has = lengths > 0
-        if not bool(has.any()):
-            return {"attention": {"empty_share": 1.0}}
-        ent = -(w * torch.log(w.clamp_min(1e-12))).sum(1)
-        multi = lengths > 1
-        norm = ent[multi] / torch.log(lengths[multi].float()) if bool(multi.any()) else None
-        return {
-            "attention": {
-                "entropy": float(ent[has].mean()),
-                "normalized_entropy": float(norm.mean()) if norm is not None else math.nan,
-                "max_weight": float(w[has].max(1).values.mean()),
-                "mean_length": float(lengths.float().mean()),
-                "empty_share": float((~has).float().mean()),
-            }
-        }
+        """Attention over every row of the latest evaluation pass (the validation split, when the
+        trainer logs them), else over the last batch: mean entropy (nats) over rows with a history,
+        mean entropy divided by ``log(length)`` over rows with >= 2 steps (1 = uniform, 0 = one
+        step), mean largest weight, mean history length, share of empty histories."""
+        return self.record.summary()
