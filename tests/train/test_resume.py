@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -316,8 +317,18 @@ def descendants(pid: int) -> list[int]:
 def test_torchrun_sigkill_then_resume_is_bit_identical(csv_work):
     """Each process restores its own RNG states (the shards of 7 and 8 rows draw different dropout masks)."""
     (csv_work / "cfg.yaml").write_text(TORCHRUN_CONFIG)
-    whole = torchrun_train(csv_work, "whole")
-    w_out, w_err = whole.communicate(timeout=300)
+    for attempt in range(2):
+        whole = torchrun_train(csv_work, "whole")
+        w_out, w_err = whole.communicate(timeout=300)
+        # once in about 30 CI runs a worker aborted in C++ ("terminate called without an active
+        # exception", SIGABRT, no Python error): an exit-time race of gloo's threads, not what this
+        # test checks; the uninterrupted reference run is started again once when that happens
+        if whole.returncode == 0 or "exitcode  : -6" not in w_err or attempt:
+            break
+        for leftover in ("whole", "whole.partial", "whole.lock"):
+            shutil.rmtree(csv_work / leftover, ignore_errors=True)
+            with contextlib.suppress(FileNotFoundError, IsADirectoryError):
+                (csv_work / leftover).unlink()
     assert whole.returncode == 0, w_err[-3000:]
     killed = torchrun_train(csv_work, "run")
     resume_file = csv_work / "run.partial" / RESUME
